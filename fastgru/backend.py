@@ -1,0 +1,77 @@
+"""The one place that decides which implementation runs, and the only reader of the environment.
+
+Backends:
+  ``triton``     CUDA tensors: the Triton kernels.
+  ``torch``      CPU tensors by default: PyTorch's own operators (our kernels are GPU kernels).
+  ``interpret``  ``FASTGRU_BACKEND=interpret``: the Triton kernels on CPU through ``TRITON_INTERPRET=1``.
+  ``reference``  ``FASTGRU_BACKEND=reference``: the pure-PyTorch statement of the math in reference.py.
+
+Triton reads ``TRITON_INTERPRET`` when ``@triton.jit`` decorates a function, so interpret mode is
+switched on here, at import, before ``fastgru.kernels`` is ever imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_CHOICES = ("auto", "interpret", "reference", "torch")
+
+_requested = os.environ.get("FASTGRU_BACKEND", "auto").strip().lower() or "auto"
+if _requested not in _CHOICES:
+    raise ValueError(f"FASTGRU_BACKEND must be one of {_CHOICES}, got {_requested!r}")
+if _requested == "interpret":
+    os.environ["TRITON_INTERPRET"] = "1"
+
+INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+# Debug aid for tests: fresh kernel outputs are filled with NaN so an unwritten element shows.
+_nan_fill = os.environ.get("FASTGRU_NAN_FILL", "0") not in ("", "0")
+
+try:  # Triton only installs on Linux.
+    import triton  # noqa: F401
+
+    HAS_TRITON = True
+except ImportError:  # pragma: no cover - exercised on platforms without triton
+    HAS_TRITON = False
+
+
+def requested() -> str:
+    """The backend asked for in the environment: auto, interpret, reference or torch."""
+    return _requested
+
+
+def backend_for(*tensors: torch.Tensor) -> str:
+    """Which implementation handles an op on these tensors: triton, interpret, torch or reference."""
+    if _requested == "reference":
+        return "reference"
+    on_cuda = any(t.is_cuda for t in tensors if t is not None)
+    if on_cuda:
+        if not HAS_TRITON:
+            raise RuntimeError("fastgru: CUDA tensors need triton, which is not installed")
+        return "interpret" if INTERPRET else "triton"
+    if _requested == "interpret":
+        if not HAS_TRITON:
+            raise RuntimeError("fastgru: FASTGRU_BACKEND=interpret needs triton, which is not installed")
+        return "interpret"
+    return "torch"
+
+
+def uses_kernels(*tensors: torch.Tensor) -> bool:
+    """True when the Triton kernels (compiled or interpreted) run for these tensors."""
+    return backend_for(*tensors) in ("triton", "interpret")
+
+
+def set_nan_fill(enabled: bool) -> None:
+    """Fill every buffer the launchers allocate with NaN (tests turn this on)."""
+    global _nan_fill
+    _nan_fill = bool(enabled)
+
+
+def new_empty(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """Allocate a kernel output; NaN-filled under ``set_nan_fill(True)`` so holes fail tests."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    if _nan_fill and out.is_floating_point():
+        out.fill_(float("nan"))
+    return out
