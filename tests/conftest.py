@@ -2,6 +2,7 @@
 fixture, NaN-filled kernel outputs, fresh seeds. The numerics contract lives in fastgru.testing."""
 
 import os
+import zlib
 
 import torch
 
@@ -36,4 +37,4 @@ def device():
 @pytest.fixture(autouse=True)
 def _seed(request):
     # A fresh but reproducible seed per test, derived from its id.
-    torch.manual_seed(hash(request.node.nodeid) % (2**31))
+    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
