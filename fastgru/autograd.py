@@ -1,0 +1,174 @@
+"""autograd.Functions for the GRU recurrence, and the launchers that run its kernels.
+
+One layer, all its directions in one launch. Around the recurrence kernels, the work that is a
+large matrix product runs as one (cuBLAS on GPU):
+  forward   gx = x @ W_ih^T + b_ih + [b_hr, b_hz, 0]          (all steps, all directions)
+  backward  dx = dgx @ W_ih,  dW_ih = dgx^T x,  dW_hh = dgh^T h_prev,  db = sums of dgx / dgh
+
+Saved for backward (not recomputed): the gates r, z, n and W_hn h + b_hn of every step, and the
+state entering every step (h_prev), in the accumulator dtype (fp32; fp64 for fp64 inputs).
+Recomputing them would mean re-running the sequential recurrence, the expensive part; h_prev is
+needed for dW_hh anyway. Cost: 5 * D * T * B * H accumulator elements per layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import backend
+from .dispatch import GRUPlan, plan_gru
+
+_LOWP = (torch.float16, torch.bfloat16)
+
+
+def _kernels():
+    # Imported on first use: triton.jit must see TRITON_INTERPRET as backend.py set it.
+    from .kernels import gru_backward, gru_forward
+
+    return gru_forward, gru_backward
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _dot_options(w: torch.Tensor) -> dict:
+    """Matmul precision inside the kernels. fp32 follows cuDNN's flag, as nn.GRU does (tf32 when
+    torch.backends.cudnn.allow_tf32); bf16/fp16 feed the tensor cores directly, fp32 accumulate."""
+    lowp = w.dtype in _LOWP and not backend.INTERPRET
+    tf32 = w.is_cuda and w.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    return {"MMA_LOWP": lowp, "DOT_PRECISION": "tf32" if tf32 else "ieee"}
+
+
+def _time_batch_strides(t: torch.Tensor, batch_first: bool):
+    return (t.stride(1), t.stride(0)) if batch_first else (t.stride(0), t.stride(1))
+
+
+def _folded_input_bias(b_ih, b_hh, D, H):
+    """b_ih + [b_hr, b_hz, 0] per direction: the part of the bias that can ride on the GEMM."""
+    if b_ih is None:
+        return None
+    b_hh_rz = b_hh.view(D, 3, H).clone()
+    b_hh_rz[:, 2] = 0
+    return b_ih + b_hh_rz.reshape(-1)
+
+
+def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy=None):
+    """Run one layer (all directions) through the kernels.
+
+    x (T, B, I) or (B, T, I); h0 (D, B, H); w_ih (D*3H, I); w_hh (D, 3H, H); b_ih (D*3H,) or None;
+    b_hh (D, 3H) or None; lengths (B,) int64 on x's device.
+    Returns out (like x with D*H features), h_n (D, B, H), and (h_prev, gates) when ``save``.
+    """
+    fwd, _ = _kernels()
+    D, H3, H = w_hh.shape
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    acc = _acc_dtype(x.dtype)
+    plan = plan_gru(B, H, D, x.device, strategy)
+
+    gx = F.linear(x, w_ih, _folded_input_bias(b_ih, b_hh, D, H))
+    out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
+    out = backend.new_empty(out_shape, x.dtype, x.device)
+    hbuf = backend.new_empty((2, D, B, H), acc, x.device)
+    hbuf[0].copy_(h0)
+    if save:
+        hprev = backend.new_empty((D, T, B, H), acc, x.device)
+        gates = backend.new_empty((D, T, B, 4 * H), acc, x.device)
+    else:
+        hprev = gates = hbuf  # never written (SAVE=False)
+    bhn = b_hh.view(D, 3, H)[:, 2].contiguous() if b_hh is not None else hbuf
+
+    args = [gx, w_hh, bhn, lengths, hbuf, out, hprev, gates]
+    sizes = [T, B, H, D, *_time_batch_strides(gx, batch_first), *_time_batch_strides(out, batch_first)]
+    meta = dict(HAS_BHN=b_hh is not None, SAVE=save, **_dot_options(w_hh), **plan.blocks())
+    if plan.strategy == "rows":
+        fwd.gru_fwd_rows_kernel[(plan.batch_blocks, D)](*args, *sizes, num_warps=plan.num_warps, **meta)
+    else:
+        grid = (plan.batch_blocks, plan.hidden_blocks, D)
+        for s in range(T):
+            fwd.gru_fwd_step_kernel[grid](*args, s, *sizes, num_warps=plan.num_warps, **meta)
+    h_n = hbuf[T % 2].to(x.dtype)
+    return out, h_n, (hprev, gates)
+
+
+def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, plan: GRUPlan):
+    """Reverse-time kernels, then the GEMMs. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+    (bias gradients in the accumulator dtype; the caller casts)."""
+    _, bwd = _kernels()
+    D, H3, H = w_hh.shape
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    acc = gates.dtype
+
+    dbuf = backend.new_empty((2, D, B, H), acc, x.device)
+    dbuf[0].copy_(dh_n)
+    dgx_shape = (B, T, D * H3) if batch_first else (T, B, D * H3)
+    dgx = backend.new_empty(dgx_shape, x.dtype, x.device)
+    dgh = backend.new_empty((D, T, B, H3), acc, x.device)
+    dout = dout.contiguous() if dout.stride(-1) != 1 else dout
+    d_strides = [*_time_batch_strides(dout, batch_first)]
+    g_strides = [*_time_batch_strides(dgx, batch_first)]
+    dot = _dot_options(w_hh)
+    blocks = plan.blocks()
+    if plan.strategy == "rows":
+        bwd.gru_bwd_rows_kernel[(plan.batch_blocks, D)](
+            dout, w_hh, lengths, dbuf, hprev, gates, dgx, dgh, T, B, H, D, *d_strides, *g_strides,
+            num_warps=plan.num_warps, **dot, **blocks,
+        )
+    else:
+        grid = (plan.batch_blocks, plan.hidden_blocks, D)
+        for step in range(T):
+            s, cur = T - 1 - step, step % 2
+            bwd.gru_bwd_gates_kernel[grid](
+                dout, lengths, dbuf, hprev, gates, dgx, dgh, s, cur, T, B, H, D, *d_strides, *g_strides,
+                num_warps=plan.num_warps, BLOCK_B=blocks["BLOCK_B"], BLOCK_H=blocks["BLOCK_H"],
+            )
+            bwd.gru_bwd_carry_kernel[grid](
+                dout, w_hh, lengths, dbuf, gates, dgh, s, cur, T, B, H, D, *d_strides,
+                num_warps=plan.num_warps, **dot, **blocks,
+            )
+    dh0 = dbuf[T % 2]
+
+    flat_dgx = dgx.reshape(-1, D * H3)
+    dx = (dgx @ w_ih).to(x.dtype)
+    dw_ih = flat_dgx.t().to(x.dtype) @ x.reshape(-1, x.shape[-1])
+    dw_hh = torch.bmm(dgh.reshape(D, -1, H3).transpose(1, 2), hprev.reshape(D, -1, H))
+    db_ih = flat_dgx.sum(0, dtype=acc)
+    db_hh = dgh.sum(dim=(1, 2))
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+class GRULayerFunction(torch.autograd.Function):
+    """One GRU layer, all directions: (x, h0, w_ih, w_hh, b_ih, b_hh) -> (out, h_n)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy):
+        out, h_n, (hprev, gates) = gru_layer_forward(
+            x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save=True, strategy=strategy
+        )
+        ctx.save_for_backward(x, w_ih, w_hh, lengths, hprev, gates)
+        ctx.batch_first = batch_first
+        ctx.has_bias = b_ih is not None
+        ctx.plan = plan_gru(lengths.shape[0], w_hh.shape[-1], w_hh.shape[0], x.device, strategy)
+        ctx.h0_dtype = h0.dtype
+        return out, h_n
+
+    @staticmethod
+    def backward(ctx, dout, dh_n):
+        x, w_ih, w_hh, lengths, hprev, gates = ctx.saved_tensors
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward(
+            dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, ctx.batch_first, ctx.plan
+        )
+        wd = w_hh.dtype
+        db_ih = db_ih.to(wd) if ctx.has_bias else None
+        db_hh = db_hh.to(wd) if ctx.has_bias else None
+        return dx, dh0.to(ctx.h0_dtype), dw_ih.to(wd), dw_hh.to(wd), db_ih, db_hh, None, None, None
+
+
+def gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy=None):
+    """Differentiable one-layer GRU through the kernels (see gru_layer_forward for shapes)."""
+    tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return GRULayerFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy)
+    out, h_n, _ = gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, False, strategy)
+    return out, h_n

@@ -1,0 +1,168 @@
+"""GRU backward recurrence (BPTT), reverse time. Layouts as in gru_forward.py, plus
+  dout   (T, B, D*H) or (B, T, D*H) via strides      gradient of the output sequence
+  dbuf   (2, D, B, H) ping-pong carried dh (starts as dh_n, ends as dh_0), accumulator dtype
+  dgx    like gx: gradient of the input-side pre-activations [da_r, da_z, da_n]
+  dgh    (D, T, B, 3H): gradient of the hidden-side pre-activations [da_r, da_z, da_n * r]
+
+With dh the total gradient reaching h_t (output + carried):
+  dn = dh (1 - z)          dz = dh (h_{t-1} - n)
+  da_n = dn (1 - n^2)      da_r = da_n hn r (1 - r)     da_z = dz z (1 - z)
+  dh_{t-1} = dh z + [da_r, da_z, da_n r] @ W_hh
+dW_hh, dW_ih, the biases and dx are GEMMs over dgh / dgx outside the loop. Each step is two
+phases: gates (writes dgh), then the matmul over all of dgh's hidden units, so a barrier (or a
+second launch, stepwise) sits between them.
+"""
+
+import triton
+import triton.language as tl
+
+from .gru_common import dot_acc, step_rows
+
+
+@triton.jit
+def _bwd_gates_block(
+    dout_ptr, lengths_ptr, dbuf_ptr, hprev_ptr, gates_ptr, dgx_ptr, dgh_ptr,
+    i_b, i_n, i_d, s, cur, T, B, H, D,
+    stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    """Phase 1 for a tile: pre-activation gradients of step s (zeros at padded positions)."""
+    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
+    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_n = o_n < H
+    m_tile = m_b[:, None] & m_n[None, :]
+    m_live = live[:, None] & m_n[None, :]
+    m_pad = m_tile & ~live[:, None]
+    acc_dtype = dbuf_ptr.dtype.element_ty
+
+    row = (i_d * T + t[:, None]) * B + o_b[:, None]
+    p_g = gates_ptr + row * 4 * H + o_n[None, :]
+    r = tl.load(p_g, mask=m_live, other=0.0)
+    z = tl.load(p_g + H, mask=m_live, other=0.0)
+    n = tl.load(p_g + 2 * H, mask=m_live, other=0.0)
+    hn = tl.load(p_g + 3 * H, mask=m_live, other=0.0)
+    h_old = tl.load(hprev_ptr + row * H + o_n[None, :], mask=m_live, other=0.0)
+    dh = tl.load(dbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :], mask=m_live, other=0.0)
+    p_dout = dout_ptr + t[:, None] * stride_dout_t + o_b[:, None] * stride_dout_b + i_d * H + o_n[None, :]
+    dh += tl.load(p_dout, mask=m_live, other=0.0).to(acc_dtype)
+
+    da_n = dh * (1.0 - z) * (1.0 - n * n)
+    da_r = da_n * hn * r * (1.0 - r)
+    da_z = dh * (h_old - n) * z * (1.0 - z)
+
+    zero = tl.zeros_like(da_n)
+    p_dgx = dgx_ptr + o_b[:, None] * stride_dgx_b + i_d * 3 * H + o_n[None, :]
+    p_dgh = dgh_ptr + row * 3 * H + o_n[None, :]
+    p_dgh_pad = dgh_ptr + ((i_d * T + s) * B + o_b[:, None]) * 3 * H + o_n[None, :]
+    for g in tl.static_range(3):
+        if g == 0:
+            gx_val = da_r
+            gh_val = da_r
+        elif g == 1:
+            gx_val = da_z
+            gh_val = da_z
+        else:
+            gx_val = da_n
+            gh_val = da_n * r
+        tl.store(p_dgx + t[:, None] * stride_dgx_t + g * H, gx_val.to(dgx_ptr.dtype.element_ty), mask=m_live)
+        tl.store(p_dgx + s * stride_dgx_t + g * H, zero.to(dgx_ptr.dtype.element_ty), mask=m_pad)
+        tl.store(p_dgh + g * H, gh_val, mask=m_live)
+        tl.store(p_dgh_pad + g * H, zero, mask=m_pad)
+
+
+@triton.jit
+def _bwd_carry_block(
+    dout_ptr, whh_ptr, lengths_ptr, dbuf_ptr, gates_ptr, dgh_ptr,
+    i_b, i_n, i_d, s, cur, T, B, H, D,
+    stride_dout_t, stride_dout_b,
+    MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Phase 2 for a tile: dh_{t-1} = dh z + dgh_t @ W_hh (rows past their length carry dh)."""
+    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
+    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_n = o_n < H
+    m_tile = m_b[:, None] & m_n[None, :]
+    m_live = live[:, None] & m_n[None, :]
+    acc_dtype = dbuf_ptr.dtype.element_ty
+
+    row = (i_d * T + t[:, None]) * B + o_b[:, None]
+    p_dgh = dgh_ptr + row * 3 * H                                    # [BB, 1]
+    p_w = whh_ptr + i_d * 3 * H * H + o_n[None, :]                   # [1, BH] columns of W_hh
+    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+    for g in tl.static_range(3):
+        for k in range(0, H, BLOCK_K):
+            o_k = k + tl.arange(0, BLOCK_K)
+            m_k = o_k < H
+            b_dg = tl.load(p_dgh + g * H + o_k[None, :], mask=live[:, None] & m_k[None, :], other=0.0)
+            b_w = tl.load(p_w + (g * H + o_k[:, None]) * H, mask=m_k[:, None] & m_n[None, :], other=0.0)
+            acc = dot_acc(b_dg, b_w, acc, MMA_LOWP, DOT_PRECISION)
+
+    p_cur = dbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
+    p_next = dbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
+    dh_carry = tl.load(p_cur, mask=m_tile, other=0.0)
+    p_dout = dout_ptr + t[:, None] * stride_dout_t + o_b[:, None] * stride_dout_b + i_d * H + o_n[None, :]
+    dh = dh_carry + tl.load(p_dout, mask=m_live, other=0.0).to(acc_dtype)
+    z = tl.load(gates_ptr + row * 4 * H + H + o_n[None, :], mask=m_live, other=0.0)
+    tl.store(p_next, tl.where(m_live, dh * z + acc, dh_carry), mask=m_tile)
+
+
+@triton.jit
+def gru_bwd_rows_kernel(
+    dout_ptr, whh_ptr, lengths_ptr, dbuf_ptr, hprev_ptr, gates_ptr, dgx_ptr, dgh_ptr,
+    T, B, H, D,
+    stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b,
+    MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """`rows` strategy: grid (batch blocks, D); the whole reverse-time loop in one launch."""
+    i_b = tl.program_id(0)
+    i_d = tl.program_id(1)
+    n_blocks = tl.cdiv(H, BLOCK_H)
+    for step in range(T):
+        s = T - 1 - step
+        for i_n in range(n_blocks):
+            _bwd_gates_block(
+                dout_ptr, lengths_ptr, dbuf_ptr, hprev_ptr, gates_ptr, dgx_ptr, dgh_ptr,
+                i_b, i_n, i_d, s, step % 2, T, B, H, D,
+                stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b, BLOCK_B, BLOCK_H,
+            )
+        tl.debug_barrier()  # dgh of step s complete before the matmul reads all its columns
+        for i_n in range(n_blocks):
+            _bwd_carry_block(
+                dout_ptr, whh_ptr, lengths_ptr, dbuf_ptr, gates_ptr, dgh_ptr,
+                i_b, i_n, i_d, s, step % 2, T, B, H, D,
+                stride_dout_t, stride_dout_b, MMA_LOWP, DOT_PRECISION, BLOCK_B, BLOCK_H, BLOCK_K,
+            )
+        tl.debug_barrier()  # dh_{t-1} complete before the next step reads it
+
+
+@triton.jit
+def gru_bwd_gates_kernel(
+    dout_ptr, lengths_ptr, dbuf_ptr, hprev_ptr, gates_ptr, dgx_ptr, dgh_ptr,
+    s, cur, T, B, H, D,
+    stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    """`stepwise` phase 1: grid (batch blocks, hidden blocks, D), one launch per step."""
+    _bwd_gates_block(
+        dout_ptr, lengths_ptr, dbuf_ptr, hprev_ptr, gates_ptr, dgx_ptr, dgh_ptr,
+        tl.program_id(0), tl.program_id(1), tl.program_id(2), s, cur, T, B, H, D,
+        stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b, BLOCK_B, BLOCK_H,
+    )
+
+
+@triton.jit
+def gru_bwd_carry_kernel(
+    dout_ptr, whh_ptr, lengths_ptr, dbuf_ptr, gates_ptr, dgh_ptr,
+    s, cur, T, B, H, D,
+    stride_dout_t, stride_dout_b,
+    MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """`stepwise` phase 2: grid (batch blocks, hidden blocks, D), one launch per step."""
+    _bwd_carry_block(
+        dout_ptr, whh_ptr, lengths_ptr, dbuf_ptr, gates_ptr, dgh_ptr,
+        tl.program_id(0), tl.program_id(1), tl.program_id(2), s, cur, T, B, H, D,
+        stride_dout_t, stride_dout_b, MMA_LOWP, DOT_PRECISION, BLOCK_B, BLOCK_H, BLOCK_K,
+    )

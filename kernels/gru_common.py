@@ -1,0 +1,41 @@
+"""Elementwise helpers shared by the GRU kernels."""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def tanh(x):
+    # tanh(x) = 1 - 2 / (exp(2x) + 1): exp overflows to inf for large x (-> 1) and underflows to
+    # 0 for very negative x (-> -1), so it never produces NaN. (tl has no tanh that also works
+    # under the interpreter.)
+    return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+
+
+@triton.jit
+def step_rows(i_b, s, lengths_ptr, B, BLOCK_B: tl.constexpr, REVERSE):
+    """Rows of batch block ``i_b`` at step ``s``: offsets, in-batch mask, "still running" mask
+    and each row's time index (a reverse direction starts each row at its own last step)."""
+    o_b = (i_b * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
+    m_b = o_b < B
+    len_b = tl.load(lengths_ptr + o_b, mask=m_b, other=0)
+    live = m_b & (s < len_b)
+    t = tl.where(REVERSE, len_b - 1 - s, s)
+    t = tl.maximum(t, 0).to(tl.int64)
+    return o_b, m_b, live, t
+
+
+@triton.jit
+def dot_acc(a, b, acc, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """acc += a @ b. ``a`` is a state tile in the accumulator dtype, ``b`` a weight tile.
+    MMA_LOWP: feed the tensor cores bf16/fp16 operands (the weights' dtype) with an fp32
+    accumulator; otherwise both operands are taken in the accumulator's dtype (the
+    interpreter's bf16 arithmetic is wrong, so it always takes this path)."""
+    if MMA_LOWP:
+        return tl.dot(a.to(b.dtype), b, acc)
+    return tl.dot(a, b.to(acc.dtype), acc, input_precision=DOT_PRECISION)

@@ -1,0 +1,124 @@
+"""GRU forward recurrence.
+
+Layouts (D = directions, gate order r, z, n as in nn.GRU):
+  gx      (T, B, D*3H) or (B, T, D*3H) via strides: x @ W_ih^T + b_ih + [b_hr, b_hz, 0], last dim contiguous
+  whh     (D, 3H, H)   contiguous
+  bhn     (D, H)       b_hn, kept apart because it sits inside r * (W_hn h + b_hn)
+  hbuf    (2, D, B, H) ping-pong carried state in the accumulator dtype (fp32, or fp64 for fp64)
+  out     (T, B, D*H) or (B, T, D*H) via strides
+  hprev   (D, T, B, H) state entering each step (saved for backward; zero past a row's length)
+  gates   (D, T, B, 4H) r, z, n and W_hn h + b_hn per step (saved for backward)
+Past its length a row's state is carried unchanged and its output is zero.
+"""
+
+import triton
+import triton.language as tl
+
+from .gru_common import dot_acc, sigmoid, step_rows, tanh
+
+
+@triton.jit
+def _fwd_step_block(
+    gx_ptr, whh_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
+    i_b, i_n, i_d, s, cur, T, B, H, D,
+    stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
+    HAS_BHN: tl.constexpr, SAVE: tl.constexpr, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One step for a (batch block, hidden block) tile: h_{t-1} @ W_hh[r,z,n rows]^T, gates, h_t."""
+    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
+    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_n = o_n < H
+    p_hcur = hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H        # [BB, 1]
+    p_hnext = hbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H
+    p_w = whh_ptr + i_d * 3 * H * H + o_n[None, :] * H                  # [1, BH] rows of W_hh
+    acc_dtype = hbuf_ptr.dtype.element_ty
+
+    acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+    acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+    acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+    for k in range(0, H, BLOCK_K):
+        o_k = k + tl.arange(0, BLOCK_K)
+        m_k = o_k < H
+        b_h = tl.load(p_hcur + o_k[None, :], mask=m_b[:, None] & m_k[None, :], other=0.0)  # [BB, BK]
+        m_w = m_k[:, None] & m_n[None, :]
+        b_wr = tl.load(p_w + o_k[:, None], mask=m_w, other=0.0)            # [BK, BH] = W_hr^T tile
+        b_wz = tl.load(p_w + H * H + o_k[:, None], mask=m_w, other=0.0)
+        b_wn = tl.load(p_w + 2 * H * H + o_k[:, None], mask=m_w, other=0.0)
+        acc_r = dot_acc(b_h, b_wr, acc_r, MMA_LOWP, DOT_PRECISION)
+        acc_z = dot_acc(b_h, b_wz, acc_z, MMA_LOWP, DOT_PRECISION)
+        acc_n = dot_acc(b_h, b_wn, acc_n, MMA_LOWP, DOT_PRECISION)
+    if HAS_BHN:
+        acc_n += tl.load(bhn_ptr + i_d * H + o_n, mask=m_n, other=0.0).to(acc_dtype)[None, :]
+
+    m_live = live[:, None] & m_n[None, :]
+    p_gx = gx_ptr + t[:, None] * stride_gx_t + o_b[:, None] * stride_gx_b + i_d * 3 * H + o_n[None, :]
+    x_r = tl.load(p_gx, mask=m_live, other=0.0).to(acc_dtype)
+    x_z = tl.load(p_gx + H, mask=m_live, other=0.0).to(acc_dtype)
+    x_n = tl.load(p_gx + 2 * H, mask=m_live, other=0.0).to(acc_dtype)
+    r = sigmoid(x_r + acc_r)
+    z = sigmoid(x_z + acc_z)
+    n = tanh(x_n + r * acc_n)
+    m_tile = m_b[:, None] & m_n[None, :]
+    h_old = tl.load(p_hcur + o_n[None, :], mask=m_tile, other=0.0)
+    h_new = (1.0 - z) * n + z * h_old
+    tl.store(p_hnext + o_n[None, :], tl.where(m_live, h_new, h_old), mask=m_tile)
+
+    # Output: h_t at the row's time index while it runs, zero at padded positions (t = s there).
+    p_out = out_ptr + o_b[:, None] * stride_out_b + i_d * H + o_n[None, :]
+    tl.store(p_out + t[:, None] * stride_out_t, h_new.to(out_ptr.dtype.element_ty), mask=m_live)
+    m_pad = m_tile & ~live[:, None]
+    tl.store(p_out + s * stride_out_t, tl.zeros_like(h_new).to(out_ptr.dtype.element_ty), mask=m_pad)
+    if SAVE:
+        # hprev past a row's length is zero so the dW_hh GEMM over all (t, b) needs no mask.
+        row = (i_d * T + t[:, None]) * B + o_b[:, None]
+        pad_row = (i_d * T + s) * B + o_b[:, None]
+        tl.store(hprev_ptr + row * H + o_n[None, :], h_old, mask=m_live)
+        tl.store(hprev_ptr + pad_row * H + o_n[None, :], tl.zeros_like(h_old), mask=m_pad)
+        p_g = gates_ptr + row * 4 * H + o_n[None, :]
+        tl.store(p_g, r, mask=m_live)
+        tl.store(p_g + H, z, mask=m_live)
+        tl.store(p_g + 2 * H, n, mask=m_live)
+        tl.store(p_g + 3 * H, acc_n, mask=m_live)
+
+
+@triton.jit
+def gru_fwd_rows_kernel(
+    gx_ptr, whh_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
+    T, B, H, D,
+    stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
+    HAS_BHN: tl.constexpr, SAVE: tl.constexpr, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """`rows` strategy: grid (batch blocks, D). Each program owns its rows and all of H for the
+    whole sequence, so steps need only a block-level barrier, no cross-program sync."""
+    i_b = tl.program_id(0)
+    i_d = tl.program_id(1)
+    for s in range(T):
+        for i_n in range(tl.cdiv(H, BLOCK_H)):
+            _fwd_step_block(
+                gx_ptr, whh_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
+                i_b, i_n, i_d, s, s % 2, T, B, H, D,
+                stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
+                HAS_BHN, SAVE, MMA_LOWP, DOT_PRECISION, BLOCK_B, BLOCK_H, BLOCK_K,
+            )
+        # h_t was written to global scratch by every thread of the program; make it visible
+        # before the next step reads it.
+        tl.debug_barrier()
+
+
+@triton.jit
+def gru_fwd_step_kernel(
+    gx_ptr, whh_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
+    s, T, B, H, D,
+    stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
+    HAS_BHN: tl.constexpr, SAVE: tl.constexpr, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """`stepwise` strategy: one launch per step s, grid (batch blocks, hidden blocks, D)."""
+    _fwd_step_block(
+        gx_ptr, whh_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
+        tl.program_id(0), tl.program_id(1), tl.program_id(2), s, s % 2, T, B, H, D,
+        stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
+        HAS_BHN, SAVE, MMA_LOWP, DOT_PRECISION, BLOCK_B, BLOCK_H, BLOCK_K,
+    )
