@@ -11,9 +11,10 @@ Recomputing them would mean re-running the sequential recurrence, the expensive 
 needed for dW_hh anyway. Cost: 5 * D * T * B * H accumulator elements per layer.
 """
 
-from __future__ import annotations
+from typing import Optional
 
 import torch
+from torch import Tensor
 import torch.nn.functional as F
 
 from . import backend
@@ -138,37 +139,188 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
-class GRULayerFunction(torch.autograd.Function):
-    """One GRU layer, all directions: (x, h0, w_ih, w_hh, b_ih, b_hh) -> (out, h_n)."""
-
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy):
-        out, h_n, (hprev, gates) = gru_layer_forward(
-            x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save=True, strategy=strategy
-        )
-        ctx.save_for_backward(x, w_ih, w_hh, lengths, hprev, gates)
-        ctx.batch_first = batch_first
-        ctx.has_bias = b_ih is not None
-        ctx.plan = plan_gru(lengths.shape[0], w_hh.shape[-1], w_hh.shape[0], x.device, strategy)
-        ctx.h0_dtype = h0.dtype
-        return out, h_n
-
-    @staticmethod
-    def backward(ctx, dout, dh_n):
-        x, w_ih, w_hh, lengths, hprev, gates = ctx.saved_tensors
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward(
-            dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, ctx.batch_first, ctx.plan
-        )
-        wd = w_hh.dtype
-        db_ih = db_ih.to(wd) if ctx.has_bias else None
-        db_hh = db_hh.to(wd) if ctx.has_bias else None
-        return dx, dh0.to(ctx.h0_dtype), dw_ih.to(wd), dw_hh.to(wd), db_ih, db_hh, None, None, None
+@torch.library.custom_op("fastgru::gru_layer_fwd", mutates_args=())
+def gru_layer_fwd(
+    x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+    lengths: Tensor, batch_first: bool, save: bool, strategy: Optional[str],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    out, h_n, (hprev, gates) = gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy)
+    if not save:
+        hprev, gates = x.new_empty(0), x.new_empty(0)
+    return out, h_n, hprev, gates
 
 
-def gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy=None):
-    """Differentiable one-layer GRU through the kernels (see gru_layer_forward for shapes)."""
+@gru_layer_fwd.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy):
+    D, _, H = w_hh.shape
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    out = x.new_empty((*x.shape[:2], D * H))
+    acc = _acc_dtype(x.dtype)
+    if not save:
+        return out, x.new_empty((D, B, H)), x.new_empty(0), x.new_empty(0)
+    return out, x.new_empty((D, B, H)), x.new_empty((D, T, B, H), dtype=acc), x.new_empty((D, T, B, 4 * H), dtype=acc)
+
+
+@torch.library.custom_op("fastgru::gru_layer_bwd", mutates_args=())
+def gru_layer_bwd(
+    dout: Tensor, dh_n: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, lengths: Tensor,
+    hprev: Tensor, gates: Tensor, batch_first: bool, strategy: Optional[str],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    B = lengths.shape[0]
+    plan = plan_gru(B, w_hh.shape[-1], w_hh.shape[0], x.device, strategy)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward(
+        dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, plan
+    )
+    wd = w_hh.dtype
+    return dx, dh0.to(x.dtype), dw_ih.to(wd), dw_hh.to(wd), db_ih.to(wd), db_hh.to(wd)
+
+
+@gru_layer_bwd.register_fake
+def _(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, strategy):
+    D, H3, _ = w_hh.shape
+    return (
+        torch.empty_like(x), x.new_empty(dh_n.shape), torch.empty_like(w_ih), torch.empty_like(w_hh),
+        w_hh.new_empty(D * H3), w_hh.new_empty((D, H3)),
+    )
+
+
+def _gru_layer_setup(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy = inputs
+    _, _, hprev, gates = output
+    ctx.save_for_backward(x, w_ih, w_hh, lengths, hprev, gates)
+    ctx.batch_first, ctx.strategy, ctx.has_bias = batch_first, strategy, b_ih is not None
+
+
+def _gru_layer_backward(ctx, dout, dh_n, _dhprev, _dgates):
+    x, w_ih, w_hh, lengths, hprev, gates = ctx.saved_tensors
+    if hprev.numel() == 0 and x.numel() > 0:
+        raise RuntimeError("fastgru: backward through a GRU forward that ran without saving (save=False)")
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_bwd(
+        dout.contiguous(), dh_n.contiguous(), x, w_ih, w_hh, lengths, hprev, gates, ctx.batch_first, ctx.strategy
+    )
+    if not ctx.has_bias:
+        db_ih = db_hh = None
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None
+
+
+gru_layer_fwd.register_autograd(_gru_layer_backward, setup_context=_gru_layer_setup)
+
+
+def gru_layer_op(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy=None):
+    """Differentiable one-layer GRU through the kernels (see gru_layer_forward for shapes).
+    Saves for backward only when a gradient can flow."""
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return GRULayerFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy)
-    out, h_n, _ = gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, False, strategy)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    out, h_n, _, _ = gru_layer_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy)
     return out, h_n
+
+
+# ---------------------------------------------------------------------------------------------
+# GRUCell: fused single-step forward; backward = the recurrence's gate-gradient kernel (T = 1)
+# followed by GEMMs. Saved: r, z, n and W_hn h + b_hn (B, 4H) in the accumulator dtype.
+# ---------------------------------------------------------------------------------------------
+
+
+def _cell_kernels():
+    from .kernels import gru_backward, gru_cell
+
+    return gru_cell, gru_backward
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, save):
+    cell, _ = _cell_kernels()
+    B, I = x.shape
+    H = w_hh.shape[1]
+    acc = _acc_dtype(x.dtype)
+    plan = plan_gru(B, H, 1, x.device, "stepwise")
+    out = backend.new_empty((B, H), x.dtype, x.device)
+    # Without SAVE the kernel writes no gates; the empty buffer still tells it the accumulator dtype.
+    gates = backend.new_empty((B, 4 * H) if save else (0,), acc, x.device)
+    has_bias = b_ih is not None
+    grid = (plan.batch_blocks, plan.hidden_blocks)
+    cell.gru_cell_fwd_kernel[grid](
+        x, h, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, out, gates,
+        B, I, H, x.stride(0), h.stride(0), out.stride(0),
+        HAS_BIAS=has_bias, SAVE=save, num_warps=plan.num_warps,
+        **_dot_options(w_hh), **plan.blocks(),
+    )
+    return out, gates
+
+
+def gru_cell_backward(dh_new, x, h, w_ih, w_hh, gates):
+    _, bwd = _cell_kernels()
+    B, H = h.shape
+    acc = gates.dtype
+    plan = plan_gru(B, H, 1, x.device, "stepwise")
+    dbuf = torch.zeros((2, 1, B, H), dtype=acc, device=x.device)
+    hprev = h.to(acc).contiguous()
+    dgx = backend.new_empty((1, B, 3 * H), x.dtype, x.device)
+    dgh = backend.new_empty((1, 1, B, 3 * H), acc, x.device)
+    lengths = torch.ones(B, dtype=torch.int64, device=x.device)
+    bwd.gru_bwd_gates_kernel[(plan.batch_blocks, plan.hidden_blocks, 1)](
+        dh_new, lengths, dbuf, hprev, gates, dgx, dgh, 0, 0, 1, B, H, 1,
+        0, dh_new.stride(0), 0, dgx.stride(1),
+        BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, num_warps=plan.num_warps,
+    )
+    dgx, dgh = dgx[0], dgh[0, 0]
+    z = gates[:, H : 2 * H]
+    dh = dh_new.to(acc) * z + dgh @ w_hh.to(acc)
+    dx = dgx @ w_ih
+    dw_ih = dgx.t() @ x
+    dw_hh = dgh.t() @ hprev
+    return dx, dh.to(h.dtype), dw_ih, dw_hh.to(w_hh.dtype), dgx.sum(0, dtype=acc).to(w_ih.dtype), dgh.sum(0).to(w_hh.dtype)
+
+
+@torch.library.custom_op("fastgru::gru_cell_fwd", mutates_args=())
+def gru_cell_fwd(
+    x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor], save: bool
+) -> tuple[Tensor, Tensor]:
+    out, gates = gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, save)
+    return out, gates
+
+
+@gru_cell_fwd.register_fake
+def _(x, h, w_ih, w_hh, b_ih, b_hh, save):
+    B, H = h.shape
+    gates = x.new_empty((B, 4 * H) if save else (0,), dtype=_acc_dtype(x.dtype))
+    return x.new_empty((B, H)), gates
+
+
+@torch.library.custom_op("fastgru::gru_cell_bwd", mutates_args=())
+def gru_cell_bwd(
+    dh_new: Tensor, x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, gates: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return gru_cell_backward(dh_new, x, h, w_ih, w_hh, gates)
+
+
+@gru_cell_bwd.register_fake
+def _(dh_new, x, h, w_ih, w_hh, gates):
+    H3 = w_hh.shape[0]
+    return (torch.empty_like(x), torch.empty_like(h), torch.empty_like(w_ih), torch.empty_like(w_hh),
+            w_ih.new_empty(H3), w_hh.new_empty(H3))
+
+
+def _gru_cell_setup(ctx, inputs, output):
+    x, h, w_ih, w_hh, b_ih, b_hh, save = inputs
+    ctx.save_for_backward(x, h, w_ih, w_hh, output[1])
+    ctx.has_bias = b_ih is not None
+
+
+def _gru_cell_backward(ctx, dh_new, _dgates):
+    x, h, w_ih, w_hh, gates = ctx.saved_tensors
+    if gates.numel() == 0 and x.numel() > 0:
+        raise RuntimeError("fastgru: backward through a GRU cell forward that ran without saving (save=False)")
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = gru_cell_bwd(dh_new.contiguous(), x, h, w_ih, w_hh, gates)
+    if not ctx.has_bias:
+        db_ih = db_hh = None
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh, None
+
+
+gru_cell_fwd.register_autograd(_gru_cell_backward, setup_context=_gru_cell_setup)
+
+
+def gru_cell_op(x, h, w_ih, w_hh, b_ih, b_hh):
+    """Differentiable GRU cell step through the fused kernel."""
+    tensors = (x, h, w_ih, w_hh, b_ih, b_hh)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return gru_cell_fwd(x, h, w_ih, w_hh, b_ih, b_hh, save)[0]

@@ -1,0 +1,188 @@
+"""Public functions for the GRU ops: validate inputs, then hand them to the chosen backend.
+
+Every check happens here, before any kernel runs, and raises the exception type nn.GRU raises
+for the same mistake, with a message naming the expected shape, dtype or device.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from . import backend, reference
+from .autograd import gru_cell_op, gru_layer_op
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+# (w_ih, w_hh, b_ih, b_hh) for one layer and direction; biases may be None.
+LayerWeights = Sequence[torch.Tensor | None]
+
+
+def _check_weights_match(x: torch.Tensor, w: torch.Tensor, what: str) -> None:
+    if x.dtype != w.dtype:
+        raise ValueError(
+            f"{what} dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
+            f"Convert the input: {what}.to({w.dtype}), or the module: module.to({x.dtype})"
+        )
+    if x.device != w.device:
+        raise RuntimeError(f"{what} is on {x.device} but the weights are on {w.device}; move both to one device")
+
+
+def check_gru_inputs(input, hx, weights, num_layers, bidirectional, batch_first, lengths) -> None:
+    """Validate a batched GRU call (input 3-D). Raises before any kernel runs."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"GRU: input must be a Tensor, got {type(input).__name__}")
+    if input.dim() != 3:
+        raise ValueError(f"GRU: expected a 3-D batched input, got {input.dim()}-D")
+    w_ih, w_hh = weights[0][0], weights[0][1]
+    if input.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"RNN input dtype ({input.dtype}) does not match weight dtype ({w_ih.dtype})")
+    _check_weights_match(input, w_ih, "input")
+    input_size, hidden_size = w_ih.shape[1], w_hh.shape[1]
+    if input.shape[-1] != input_size:
+        raise RuntimeError(
+            f"input.size(-1) must be equal to input_size. Expected {input_size}, got {input.shape[-1]}"
+        )
+    T, B = (input.shape[1], input.shape[0]) if batch_first else (input.shape[0], input.shape[1])
+    if T == 0:
+        raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+    D = 2 if bidirectional else 1
+    expected = (num_layers * D, B, hidden_size)
+    if hx.dim() != 3 or tuple(hx.shape) != expected:
+        raise RuntimeError(f"Expected hidden size {expected}, got {list(hx.shape)}")
+    if hx.dtype != input.dtype:
+        raise RuntimeError(f"hx dtype ({hx.dtype}) must match input dtype ({input.dtype})")
+    if hx.device != input.device:
+        raise RuntimeError(f"Input and hidden tensors are not at the same device, found input on {input.device} and hx on {hx.device}")
+    if lengths is not None:
+        check_lengths(lengths, B, T)
+
+
+def check_lengths(lengths: torch.Tensor, B: int, T: int) -> None:
+    if not isinstance(lengths, torch.Tensor) or lengths.dim() != 1 or lengths.shape[0] != B:
+        shape = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths).__name__
+        raise ValueError(f"lengths must be a 1-D tensor of shape ({B},), got {shape}")
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
+    if B and (int(lengths.min()) < 1 or int(lengths.max()) > T):
+        raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), got min {int(lengths.min())}, max {int(lengths.max())}")
+
+
+def _autocast(device: torch.device, tensors):
+    """Under torch.autocast, run in the autocast dtype (as nn.GRU does), else unchanged."""
+    if torch.is_autocast_enabled(device.type):
+        dtype = torch.get_autocast_dtype(device.type)
+        return [t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors], True
+    return list(tensors), False
+
+
+def gru(
+    input: torch.Tensor,
+    hx: torch.Tensor,
+    weights: Sequence[LayerWeights],
+    num_layers: int,
+    bidirectional: bool = False,
+    batch_first: bool = False,
+    dropout: float = 0.0,
+    training: bool = False,
+    lengths: torch.Tensor | None = None,
+    strategy: str | None = None,
+):
+    """A stack of GRU layers, nn.GRU's equations.
+
+    input (T, B, I) or (B, T, I) with ``batch_first``; hx (L*D, B, H); weights: one
+    (w_ih (3H, I_l), w_hh (3H, H), b_ih (3H,) or None, b_hh (3H,) or None) per layer and direction,
+    forward direction first (nn.GRU's parameter order). lengths (B,): rows run over their first
+    lengths[b] steps; outputs past a row's length are zero and its state is carried.
+    Returns (output (..., D*H) laid out like input, h_n (L*D, B, H)).
+    """
+    check_gru_inputs(input, hx, weights, num_layers, bidirectional, batch_first, lengths)
+    flat, autocast = _autocast(input.device, [input, hx, *[w for ws in weights for w in ws]])
+    if autocast:
+        input, hx, ws = flat[0], flat[1], flat[2:]
+        weights = [ws[i : i + 4] for i in range(0, len(ws), 4)]
+        with torch.autocast(input.device.type, enabled=False):
+            return gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths, strategy)
+
+    B = input.shape[0] if batch_first else input.shape[1]
+    which = backend.backend_for(input)
+    if which == "reference" or B == 0:
+        # B == 0: nothing to compute; the reference's loop over empty tensors keeps autograd intact.
+        return _reference_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths)
+    if which == "torch":
+        return _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths)
+
+    D = 2 if bidirectional else 1
+    T = input.shape[1] if batch_first else input.shape[0]
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.int64, device=input.device)
+    lengths = lengths.to(device=input.device, dtype=torch.int64)
+    layer_in, h_n = input, []
+    for layer in range(num_layers):
+        ws = weights[layer * D : (layer + 1) * D]
+        w_ih = torch.cat([w[0] for w in ws]) if D == 2 else ws[0][0]
+        w_hh = torch.stack([w[1] for w in ws])
+        has_bias = ws[0][2] is not None
+        b_ih = (torch.cat([w[2] for w in ws]) if D == 2 else ws[0][2]) if has_bias else None
+        b_hh = torch.stack([w[3] for w in ws]) if has_bias else None
+        out, h = gru_layer_op(
+            layer_in.contiguous(), hx[layer * D : (layer + 1) * D].contiguous(), w_ih.contiguous(),
+            w_hh.contiguous(), b_ih, b_hh, lengths, batch_first, strategy,
+        )
+        h_n.append(h)
+        if dropout > 0 and training and layer < num_layers - 1:
+            out = F.dropout(out, p=dropout, training=True)
+        layer_in = out
+    return layer_in, torch.cat(h_n)
+
+
+def _reference_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):
+    x = input.transpose(0, 1) if batch_first else input
+    out, h_n = reference.gru(x, hx, weights, num_layers, bidirectional, lengths, dropout, training)
+    return (out.transpose(0, 1) if batch_first else out), h_n
+
+
+def _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):
+    """PyTorch's own GRU operator (the CPU default)."""
+    has_bias = weights[0][2] is not None
+    params = [w for ws in weights for w in (ws if has_bias else ws[:2])]
+    if lengths is None:
+        return torch.gru(input, hx, params, has_bias, num_layers, dropout, training, bidirectional, batch_first)
+    T = input.shape[1] if batch_first else input.shape[0]
+    packed = pack_padded_sequence(input, lengths.cpu(), batch_first=batch_first, enforce_sorted=False)
+    hx = hx.index_select(1, packed.sorted_indices.to(hx.device))
+    data, h_n = torch.gru(
+        packed.data, packed.batch_sizes, hx, params, has_bias, num_layers, dropout, training, bidirectional
+    )
+    h_n = h_n.index_select(1, packed.unsorted_indices.to(h_n.device))
+    out = packed._replace(data=data)
+    out, _ = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    return out, h_n
+
+
+def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One GRU step: input (B, I), hx (B, H) -> h' (B, H); nn.GRUCell's equations."""
+    if input.dim() != 2 or hx.dim() != 2:
+        raise ValueError(f"gru_cell: expected 2-D input and hx, got {input.dim()}-D and {hx.dim()}-D")
+    if input.shape[1] != w_ih.shape[1]:
+        raise RuntimeError(f"input has inconsistent input_size: got {input.shape[1]} expected {w_ih.shape[1]}")
+    if input.shape[0] != hx.shape[0]:
+        raise RuntimeError(f"Input batch size {input.shape[0]} doesn't match hidden0 batch size {hx.shape[0]}")
+    if hx.shape[1] != w_hh.shape[1]:
+        raise RuntimeError(f"hidden0 has inconsistent hidden_size: got {hx.shape[1]}, expected {w_hh.shape[1]}")
+    _check_weights_match(input, w_ih, "input")
+    if hx.dtype != input.dtype or hx.device != input.device:
+        raise RuntimeError(f"hx must have input's dtype and device ({input.dtype}, {input.device}), got ({hx.dtype}, {hx.device})")
+    flat, autocast = _autocast(input.device, [input, hx, w_ih, w_hh, b_ih, b_hh])
+    if autocast:
+        with torch.autocast(input.device.type, enabled=False):
+            return gru_cell(*flat)
+    which = backend.backend_for(input)
+    if which == "reference" or input.shape[0] == 0:
+        return reference.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
+    if which == "torch":
+        return torch.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
+    return gru_cell_op(input.contiguous(), hx.contiguous(), w_ih.contiguous(), w_hh.contiguous(), b_ih, b_hh)
