@@ -1,0 +1,76 @@
+"""The change between two result files, row by row (matched on case and provider)."""
+
+from __future__ import annotations
+
+import json
+
+from . import render, results
+
+
+def _key(r: dict) -> tuple:
+    return (r["suite"], r["op"], r["mode"], r["dtype"], json.dumps(r["shape"], sort_keys=True), r["provider"])
+
+
+def compare(old: dict, new: dict, threshold: float = 0.05) -> list[dict]:
+    """One entry per row in either file: old and new median, ratio new/old, and a verdict.
+
+    verdict: faster / slower (beyond ``threshold``), same, new, gone, or the status change.
+    """
+    olds = {_key(r): r for r in old["rows"]}
+    news = {_key(r): r for r in new["rows"]}
+    out = []
+    for key in list(olds) + [k for k in news if k not in olds]:
+        o, n = olds.get(key), news.get(key)
+        ref = n or o
+        entry = {"op": ref["op"], "mode": ref["mode"], "dtype": ref["dtype"], "shape": ref["shape"],
+                 "provider": ref["provider"], "old_ms": o and o["median_ms"], "new_ms": n and n["median_ms"],
+                 "ratio": None, "verdict": None}
+        if o is None:
+            entry["verdict"] = "new"
+        elif n is None:
+            entry["verdict"] = "gone"
+        elif o["status"] != "ok" or n["status"] != "ok":
+            entry["verdict"] = "same status" if o["status"] == n["status"] else f"{o['status']} -> {n['status']}"
+        else:
+            entry["ratio"] = n["median_ms"] / o["median_ms"]
+            entry["verdict"] = ("slower" if entry["ratio"] > 1 + threshold
+                                else "faster" if entry["ratio"] < 1 - threshold else "same")
+        out.append(entry)
+    return out
+
+
+def markdown(old: dict, new: dict, threshold: float = 0.05) -> str:
+    rows = compare(old, new, threshold)
+    oe, ne = old["env"], new["env"]
+    lines = [f"# {oe['device_name']} `{oe['commit']}` ({oe['date']}) -> {ne['device_name']} `{ne['commit']}` "
+             f"({ne['date']})", ""]
+    if oe["device_name"] != ne["device_name"]:
+        lines += ["> **Different devices: the ratios compare machines, not code.**", ""]
+    counts = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    lines += ["Summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) +
+              f" (threshold {threshold:.0%}; ratio = new / old median time)", ""]
+    lines += ["| op | mode | dtype | shape | provider | old ms | new ms | new/old | verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['op']} | {r['mode']} | {r['dtype']} | {render.shape_text(r['shape'])} | "
+                     f"{r['provider']} | {_f(r['old_ms'])} | {_f(r['new_ms'])} | {_f(r['ratio'], '{:.3f}')} | "
+                     f"{r['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _f(v, fmt="{:.4g}"):
+    return "" if v is None else fmt.format(v)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="compare", description="Compare two fastgru benchmark result files.")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--threshold", type=float, default=0.05, help="relative change counted as a change")
+    a = p.parse_args(argv)
+    print(markdown(results.load(a.old), results.load(a.new), a.threshold), end="")
+    return 0
