@@ -77,3 +77,63 @@ def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0
         if dropout > 0 and training and layer < num_layers - 1:
             layer_in = F.dropout(layer_in, p=dropout, training=True)
     return layer_in, torch.stack(h_n)
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention (DESIGN.md section 4): the naive formulation a user would write. Batch first;
+# query (N, Tq, Dq), keys (N, T, Dk), values (N, T, D). Masks: ``lengths`` (N,) -- key t of
+# row n takes part when t < lengths[n] -- and/or ``key_padding_mask`` (N, T) bool, True =
+# ignore (nn.MultiheadAttention's convention). A fully masked row gives zero weights and a
+# zero context. Returns (context (N, Tq, D), weights (N, Tq, T)).
+# ----------------------------------------------------------------------------------------------
+
+
+def attention_ignore_mask(lengths, key_padding_mask, N, T, device):
+    """The keys to ignore as one (N, T) bool tensor (True = ignore), or None for no mask."""
+    ignore = None
+    if lengths is not None:
+        ignore = torch.arange(T, device=device)[None, :] >= lengths.to(device).reshape(N, 1)
+    if key_padding_mask is not None:
+        kpm = key_padding_mask.to(device=device, dtype=torch.bool)
+        ignore = kpm if ignore is None else ignore | kpm
+    return ignore
+
+
+def masked_softmax(scores, ignore):
+    """Softmax over the last dim of scores (N, Tq, T), ignoring keys where ignore (N, T) is
+    True; fully masked rows give zeros, with zero (not NaN) gradients."""
+    if ignore is None:
+        return torch.softmax(scores, dim=-1)
+    ignore = ignore[:, None, :].expand_as(scores)
+    empty = ignore.all(dim=-1, keepdim=True)
+    scores = scores.masked_fill(ignore & ~empty, float("-inf")).masked_fill(empty, 0.0)
+    return torch.softmax(scores, dim=-1).masked_fill(ignore, 0.0)
+
+
+def additive_attention(query, keys, values, w_q, w_k, v, b_q=None, b_k=None, lengths=None, key_padding_mask=None):
+    """score_ij = v . tanh(W_q q_i + b_q + W_k k_j + b_k); materialises the (N, Tq, T, A) tensor."""
+    qp = F.linear(query, w_q, b_q)  # (N, Tq, A)
+    kp = F.linear(keys, w_k, b_k)  # (N, T, A)
+    scores = torch.tanh(qp[:, :, None, :] + kp[:, None, :, :]) @ v  # (N, Tq, T)
+    ignore = attention_ignore_mask(lengths, key_padding_mask, keys.shape[0], keys.shape[1], keys.device)
+    weights = masked_softmax(scores, ignore)
+    return weights @ values, weights
+
+
+def attention_pooling(h, weight, bias, context, lengths=None, key_padding_mask=None):
+    """score_t = u . tanh(W h_t + b), u = context. h (N, T, D) -> (pooled (N, D), weights (N, T))."""
+    scores = torch.tanh(F.linear(h, weight, bias)) @ context  # (N, T)
+    ignore = attention_ignore_mask(lengths, key_padding_mask, h.shape[0], h.shape[1], h.device)
+    weights = masked_softmax(scores[:, None, :], ignore)
+    return (weights @ h)[:, 0], weights[:, 0]
+
+
+def dot_attention(query, keys, values, weight=None, scale=1.0, lengths=None, key_padding_mask=None):
+    """score_ij = scale * q_i . k_j ("dot"), or scale * q_i . (W k_j) with W = weight (Dq, Dk)
+    ("general", Luong; computed as (W^T q_i) . k_j)."""
+    if weight is not None:
+        query = query @ weight  # (N, Tq, Dk)
+    scores = scale * (query @ keys.transpose(1, 2))
+    ignore = attention_ignore_mask(lengths, key_padding_mask, keys.shape[0], keys.shape[1], keys.device)
+    weights = masked_softmax(scores, ignore)
+    return weights @ values, weights

@@ -1,0 +1,105 @@
+"""Triton helpers shared by the attention kernels: tanh, a small matmul, key masks, an
+accumulate-in-global-memory step, and the launch-configuration helpers.
+
+Conventions (as in the other kernel files): ``o_`` offsets, ``m_`` masks, ``b_`` register
+blocks, ``s_`` strides; shapes in comments as ``# [BQ, BT]``.
+
+Numerics: every loaded value is converted to the compute dtype ``CDT`` (float32, or float64
+for gradcheck) before arithmetic, except the operands of ``tl.dot`` on a GPU, which stay in
+``DOT_DT`` (the input dtype: bf16/fp16 tensor-core dots with fp32 accumulation). Under the
+interpreter ``DOT_DT`` is ``CDT`` as well, because bf16 arithmetic is wrong there.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+# Below this |x|, tanh(x) = x (1 - x^2/3 + 2x^4/15) to full fp32 precision; above it the
+# exp form, whose 1 - e^(-2|x|) would cancel for tiny |x|.
+TANH_SERIES_BELOW = 0.0625
+
+
+@triton.jit
+def tanh(x):
+    """tanh from tl.exp (no tl.math.tanh in the interpreter); NaN-free for any finite |x|."""
+    ax = tl.abs(x)
+    e = tl.exp(-2.0 * ax)  # in (0, 1]: never overflows
+    big = (1.0 - e) / (1.0 + e)
+    x2 = x * x
+    small = ax * (1.0 - x2 * (1.0 / 3.0) + x2 * x2 * (2.0 / 15.0))
+    r = tl.where(ax < TANH_SERIES_BELOW, small, big)
+    return tl.where(x < 0, -r, r)
+
+
+@triton.jit
+def mm(a, b, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr):
+    """a [M, K] @ b [K, N] -> [M, N] in CDT. tl.dot (tensor cores) when every tile side is
+    >= 16, else a broadcast multiply-sum (for the small query blocks of attention pooling)."""
+    if USE_DOT:
+        return tl.dot(a.to(DOT_DT), b.to(DOT_DT), input_precision=PRECISION, out_dtype=CDT)
+    else:
+        return tl.sum(a.to(CDT)[:, :, None] * b.to(CDT)[None, :, :], axis=1)
+
+
+@triton.jit
+def key_valid(o_t, T, n_valid, mask, mask_row, s_mt, HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr):
+    """[BT] bool: key t takes part (t < T, t < lengths[n], key_padding_mask[n, t] false).
+    ``mask`` may be None (HAS_MASK false), so the row offset is added here, under the flag."""
+    m_t = o_t < T
+    if HAS_LENGTHS:
+        m_t = m_t & (o_t < n_valid)
+    if HAS_MASK:
+        ignore = tl.load(mask + mask_row + o_t * s_mt, mask=o_t < T, other=1)
+        m_t = m_t & (ignore == 0)
+    return m_t
+
+
+@triton.jit
+def dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, D, T, s_dq, s_dd, s_vt, s_vd,
+            HAS_DPROB: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr,
+            PRECISION: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """From masked scores [BQ, BT]: p = exp(s - lse) and ds = p (dO . v_j + dprob_ij - delta_i)."""
+    p = tl.exp(s - b_lse[:, None])
+    dp = tl.zeros([BLOCK_Q, BLOCK_T], CDT)
+    for d0 in range(0, D, BLOCK_D):
+        o_d = d0 + tl.arange(0, BLOCK_D)
+        m_d = o_d < D
+        b_do = tl.load(do + o_q[:, None] * s_dq + o_d[None, :] * s_dd, mask=m_q[:, None] & m_d[None, :], other=0.0)
+        b_v = tl.load(val + o_t[:, None] * s_vt + o_d[None, :] * s_vd, mask=m_t[:, None] & m_d[None, :], other=0.0)
+        dp += mm(b_do, tl.trans(b_v), USE_DOT, CDT, DOT_DT, PRECISION)
+    if HAS_DPROB:
+        dp += tl.load(dprob + dprob_row + o_q[:, None] * T + o_t[None, :], mask=m_q[:, None] & m_t[None, :], other=0.0).to(CDT)
+    return p, p * (dp - b_delta[:, None])
+
+
+@triton.jit
+def accumulate(ptrs, val, mask):
+    """``*ptrs += val`` in global memory, for rows this program owns alone (deterministic,
+    no atomics). The barriers order the read-modify-write across the threads of the program:
+    a replicated layout may load in one warp what another warp stores."""
+    old = tl.load(ptrs, mask=mask, other=0.0)
+    tl.debug_barrier()
+    tl.store(ptrs, old + val, mask=mask)
+    tl.debug_barrier()
+
+
+def next_pow2(n: int) -> int:
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+def compute_dtype(dtype: torch.dtype):
+    """Triton dtype of the statistics and accumulators: float64 only for float64 inputs."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def dot_dtype(dtype: torch.dtype, interpret: bool):
+    """Triton dtype of tl.dot operands: the input dtype on a GPU, the compute dtype when
+    interpreting (bf16 arithmetic is wrong in the interpreter)."""
+    if interpret or dtype in (torch.float32, torch.float64):
+        return compute_dtype(dtype)
+    return {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype]
+
+
+def use_dot(*sides) -> bool:
+    """tl.dot needs M, N, K >= 16 on the NVIDIA backend."""
+    return all(s >= 16 for s in sides)
