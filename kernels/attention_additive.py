@@ -101,6 +101,7 @@ def additive_fwd(
     o_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q).to(tl.int64)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     m_q, m_d = o_q < Tq, o_d < D
+    tq_w = tl.where(i_d == 0, Tq, 0)  # rows whose lse/scores this program writes: value block 0 only
     n_valid, hi = T, T
     if HAS_LENGTHS:
         n_valid = tl.load(lengths + i_n).to(tl.int32)
@@ -115,7 +116,7 @@ def additive_fwd(
         s = _scores(qp, kp, w, o_q, o_t, m_q, m_t, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_Q, BLOCK_T, BLOCK_A, CDT)
         s = tl.where(m_t[None, :], s, float("-inf"))  # [BQ, BT]
         if NEED_WEIGHTS:
-            m_s = m_q[:, None] & (o_t < T)[None, :] & (i_d == 0)
+            m_s = (o_q < tq_w)[:, None] & (o_t < T)[None, :]
             tl.store(scores + i_n * Tq * T + o_q[:, None] * T + o_t[None, :], s, mask=m_s)
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no (-inf) - (-inf) in a masked row
@@ -129,7 +130,7 @@ def additive_fwd(
     acc = acc / tl.where(empty, 1.0, l_i)[:, None]
     tl.store(out + o_q[:, None] * s_ot + o_d[None, :] * s_od, acc.to(out.dtype.element_ty), mask=m_q[:, None] & m_d[None, :])
     b_lse = tl.where(empty, float("inf"), m_i + tl.log(tl.where(empty, 1.0, l_i)))
-    tl.store(lse + o_q, b_lse, mask=m_q & (i_d == 0))
+    tl.store(lse + o_q, b_lse, mask=o_q < tq_w)
 
 
 _BWD_HEURISTICS = {**_HEURISTICS, "HAS_DPROB": lambda a: a["dprob"] is not None}
@@ -192,14 +193,14 @@ def additive_bwd_dkv(
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, USE_DOT: tl.constexpr, HAS_DPROB: tl.constexpr,
 ):
-    """Grid (N, cdiv(T, BT)): dkp [N, T, A], dval [N, T, D], and this key block's share of
-    dw (the score vector), dw_part [N, cdiv(T, BT), A] (summed by the caller)."""
+    """Grid (N, cdiv(T, BT)): dkp [N, T, A], dval [N, T, D], and each key's share of the score
+    vector's gradient, dw_part [N, T, A] (summed over N and T by the caller; one row per key,
+    whatever the block size, so every row is written exactly once by its owner)."""
     i_n = tl.program_id(0).to(tl.int64)
     i_t = tl.program_id(1)
-    n_tb = tl.num_programs(1)
     qp, kp, val, do = qp + i_n * s_qn, kp + i_n * s_kn, val + i_n * s_vn, do + i_n * s_dn
     lse, delta = lse + i_n * Tq, delta + i_n * Tq
-    dkp, dval, dw_part = dkp + i_n * T * A, dval + i_n * T * D, dw_part + (i_n * n_tb + i_t) * A
+    dkp, dval, dw_part = dkp + i_n * T * A, dval + i_n * T * D, dw_part + i_n * T * A
     o_t = i_t * BLOCK_T + tl.arange(0, BLOCK_T).to(tl.int64)
     n_valid = T
     if HAS_LENGTHS:
@@ -210,7 +211,7 @@ def additive_bwd_dkv(
         o_a = a0 + tl.arange(0, BLOCK_A)
         m_a = o_a < A
         tl.store(dkp + o_t[:, None] * A + o_a[None, :], tl.zeros([BLOCK_T, BLOCK_A], CDT), mask=m_tt[:, None] & m_a[None, :])
-        tl.store(dw_part + o_a, tl.zeros([BLOCK_A], CDT), mask=m_a)
+        tl.store(dw_part + o_t[:, None] * A + o_a[None, :], tl.zeros([BLOCK_T, BLOCK_A], CDT), mask=m_tt[:, None] & m_a[None, :])
     for d0 in range(0, D, BLOCK_D):
         o_d = d0 + tl.arange(0, BLOCK_D)
         tl.store(dval + o_t[:, None] * D + o_d[None, :], tl.zeros([BLOCK_T, BLOCK_D], CDT), mask=m_tt[:, None] & (o_d < D)[None, :])
@@ -241,4 +242,4 @@ def additive_bwd_dkv(
             b_t = tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BA]
             g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=0) * b_w[None, :]  # [BT, BA]
             accumulate(dkp + o_t[:, None] * A + o_a[None, :], g, m_tt[:, None] & m_a[None, :])
-            accumulate(dw_part + o_a, tl.sum(tl.sum(ds[:, :, None] * b_t, axis=0), axis=0), m_a)
+            accumulate(dw_part + o_t[:, None] * A + o_a[None, :], tl.sum(ds[:, :, None] * b_t, axis=0), m_tt[:, None] & m_a[None, :])

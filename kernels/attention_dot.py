@@ -92,6 +92,7 @@ def dot_fwd(
     o_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q).to(tl.int64)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     m_q, m_d = o_q < Tq, o_d < D
+    tq_w = tl.where(i_d == 0, Tq, 0)  # rows whose lse/scores this program writes: value block 0 only
     n_valid, hi = T, T
     if HAS_LENGTHS:
         n_valid = tl.load(lengths + i_n).to(tl.int32)
@@ -107,7 +108,7 @@ def dot_fwd(
                     USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_K)
         s = tl.where(m_t[None, :], s, float("-inf"))  # [BQ, BT]
         if NEED_WEIGHTS:
-            m_s = m_q[:, None] & (o_t < T)[None, :] & (i_d == 0)
+            m_s = (o_q < tq_w)[:, None] & (o_t < T)[None, :]
             tl.store(scores + i_n * Tq * T + o_q[:, None] * T + o_t[None, :], s, mask=m_s)
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -121,7 +122,7 @@ def dot_fwd(
     acc = acc / tl.where(empty, 1.0, l_i)[:, None]
     tl.store(out + o_q[:, None] * s_ot + o_d[None, :] * s_od, acc.to(out.dtype.element_ty), mask=m_q[:, None] & m_d[None, :])
     b_lse = tl.where(empty, float("inf"), m_i + tl.log(tl.where(empty, 1.0, l_i)))
-    tl.store(lse + o_q, b_lse, mask=m_q & (i_d == 0))
+    tl.store(lse + o_q, b_lse, mask=o_q < tq_w)
 
 
 @triton.autotune(configs=dot_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})

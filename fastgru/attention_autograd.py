@@ -1,0 +1,205 @@
+"""Launchers and torch.autograd.Functions for the fused attention kernels.
+
+Inputs arrive checked and batch-first from attention_functional.py. What is saved for
+backward: the inputs, the context and the log-sum-exp per query row (``lse``, +inf for a fully
+masked row); the probabilities only when the caller asked for them (``need_weights``), since
+they are an output then. The backward recomputes the scores blockwise (flash style).
+
+Gradients flow to the returned weights too: d(weights) enters the backward as ``dprob``
+(ds = p (dO . v + dprob - delta), with delta = dO . O + sum_j p dprob).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from .backend import INTERPRET, new_empty
+
+_kernels = None
+
+
+def _k():
+    """The kernel modules, imported on first use (they import triton)."""
+    global _kernels
+    if _kernels is None:
+        from .kernels import attention_additive, attention_common, attention_dot
+
+        _kernels = (attention_additive, attention_dot, attention_common)
+    return _kernels
+
+
+def _launch(kernel, configs_fn, shape, grid, *args, **kwargs):
+    """Run ``kernel`` (autotuned) on ``grid(meta)``; under the interpreter skip the autotuner
+    and use the single configuration ``configs_fn`` gives for the shape."""
+    if INTERPRET:
+        cfg = configs_fn(*shape, interpret=True)[0]
+        kernel.fn[grid(cfg.kwargs)](*args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps)
+    else:
+        kernel[grid](*args, **kwargs)
+
+
+def _types(dtype: torch.dtype):
+    """(torch compute dtype, triton compute dtype, triton dot-operand dtype, dot precision)."""
+    common = _k()[2]
+    cdt = torch.float64 if dtype == torch.float64 else torch.float32
+    tf32 = dtype == torch.float32 and not INTERPRET and torch.backends.cuda.matmul.allow_tf32
+    return cdt, common.compute_dtype(dtype), common.dot_dtype(dtype, INTERPRET), "tf32" if tf32 else "ieee"
+
+
+def _mask_args(mask):
+    if mask is None:
+        return None, 0, 0
+    return mask.view(torch.uint8), mask.stride(0), mask.stride(1)
+
+
+def _delta(out, d_out, probs, d_probs, cdt):
+    """delta_i = sum_d dO_id O_id (+ sum_j p_ij dprob_ij when the weights have a gradient)."""
+    delta = (d_out.to(cdt) * out.to(cdt)).sum(-1)
+    dprob = None
+    if d_probs is not None:
+        dprob = d_probs.to(cdt).contiguous()
+        delta = delta + (probs * dprob).sum(-1)
+    return delta.contiguous(), dprob
+
+
+# ------------------------------------------------------------------------------ additive
+
+
+def additive_forward(qp, kp, w, values, lengths, mask, need_weights):
+    """qp (N, Tq, A), kp (N, T, A), w (A,), values (N, T, D) -> (out (N, Tq, D), lse (N, Tq),
+    probabilities (N, Tq, T) in the compute dtype or None)."""
+    KA = _k()[0]
+    N, Tq, A = qp.shape
+    T, D = values.shape[1], values.shape[2]
+    cdt, CDT, DOT_DT, prec = _types(values.dtype)
+    out = new_empty((N, Tq, D), values.dtype, values.device)
+    lse = new_empty((N, Tq), cdt, values.device)
+    scores = new_empty((N, Tq, T), cdt, values.device) if need_weights else None
+    mask_u8, s_mn, s_mt = _mask_args(mask)
+    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]), triton.cdiv(D, m["BLOCK_D"]))  # noqa: E731
+    _launch(
+        KA.additive_fwd, KA.additive_configs, (Tq, T, A, D), grid,
+        qp, kp, w, values, lengths, mask_u8, out, lse, scores, Tq, T, A, D,
+        *qp.stride(), *kp.stride(), w.stride(0), *values.stride(), s_mn, s_mt, *out.stride(),
+        NEED_WEIGHTS=need_weights, CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec,
+    )
+    probs = torch.exp(scores - lse[..., None]) if need_weights else None  # masked: exp(-inf) = 0
+    return out, lse, probs
+
+
+def additive_backward(qp, kp, w, values, lengths, mask, out, lse, probs, d_out, d_probs, need_dqp):
+    """Gradients (dqp or None, dkp, dw, dvalues) in the inputs' dtypes."""
+    KA = _k()[0]
+    N, Tq, A = qp.shape
+    T, D = values.shape[1], values.shape[2]
+    cdt, CDT, DOT_DT, prec = _types(values.dtype)
+    delta, dprob = _delta(out, d_out, probs, d_probs, cdt)
+    mask_u8, s_mn, s_mt = _mask_args(mask)
+    common = (qp, kp, w, values, lengths, mask_u8, d_out, lse, delta, dprob)
+    strides = (*qp.stride(), *kp.stride(), w.stride(0), *values.stride(), s_mn, s_mt, *d_out.stride())
+    meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
+    shape = (Tq, T, A, D)
+    dkp = new_empty((N, T, A), cdt, values.device)
+    dval = new_empty((N, T, D), cdt, values.device)
+    dw_part = new_empty((N, T, A), cdt, values.device)
+    grid = lambda m: (N, triton.cdiv(T, m["BLOCK_T"]))  # noqa: E731
+    _launch(KA.additive_bwd_dkv, KA.additive_configs, shape, grid, *common, dkp, dval, dw_part, *shape, *strides, **meta)
+    dqp = None
+    if need_dqp:
+        dqp = new_empty((N, Tq, A), cdt, values.device)
+        grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
+        _launch(KA.additive_bwd_dq, KA.additive_configs, shape, grid, *common, dqp, *shape, *strides, **meta)
+        dqp = dqp.to(qp.dtype)
+    dw = dw_part.sum(dim=(0, 1)).to(w.dtype)
+    return dqp, dkp.to(kp.dtype), dw, dval.to(values.dtype)
+
+
+class AdditiveAttentionFn(torch.autograd.Function):
+    """(qp, kp, w, values, lengths, mask, need_weights) -> (context, weights or None)."""
+
+    @staticmethod
+    def forward(ctx, qp, kp, w, values, lengths, mask, need_weights):
+        out, lse, probs = additive_forward(qp, kp, w, values, lengths, mask, need_weights)
+        ctx.save_for_backward(qp, kp, w, values, lengths, mask, out, lse, probs)
+        return out, (probs.to(values.dtype) if need_weights else None)
+
+    @staticmethod
+    def backward(ctx, d_out, d_weights):
+        qp, kp, w, values, lengths, mask, out, lse, probs = ctx.saved_tensors
+        if d_out is None:
+            d_out = torch.zeros_like(out)
+        dqp, dkp, dw, dval = additive_backward(
+            qp, kp, w, values, lengths, mask, out, lse, probs, d_out, d_weights, ctx.needs_input_grad[0]
+        )
+        return dqp, dkp, dw, dval, None, None, None
+
+
+# ------------------------------------------------------------------------------ dot
+
+
+def dot_forward(q, k, values, lengths, mask, scale, need_weights):
+    """q (N, Tq, K), k (N, T, K), values (N, T, D) -> (out, lse, probabilities or None)."""
+    KD = _k()[1]
+    N, Tq, K = q.shape
+    T, D = values.shape[1], values.shape[2]
+    cdt, CDT, DOT_DT, prec = _types(values.dtype)
+    out = new_empty((N, Tq, D), values.dtype, values.device)
+    lse = new_empty((N, Tq), cdt, values.device)
+    scores = new_empty((N, Tq, T), cdt, values.device) if need_weights else None
+    mask_u8, s_mn, s_mt = _mask_args(mask)
+    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]), triton.cdiv(D, m["BLOCK_D"]))  # noqa: E731
+    _launch(
+        KD.dot_fwd, KD.dot_configs, (Tq, T, K, D), grid,
+        q, k, values, lengths, mask_u8, out, lse, scores, Tq, T, K, D, float(scale),
+        *q.stride(), *k.stride(), *values.stride(), s_mn, s_mt, *out.stride(),
+        NEED_WEIGHTS=need_weights, CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec,
+    )
+    probs = torch.exp(scores - lse[..., None]) if need_weights else None
+    return out, lse, probs
+
+
+def dot_backward(q, k, values, lengths, mask, scale, out, lse, probs, d_out, d_probs, need_dq):
+    """Gradients (dq or None, dk, dvalues) in the inputs' dtypes."""
+    KD = _k()[1]
+    N, Tq, K = q.shape
+    T, D = values.shape[1], values.shape[2]
+    cdt, CDT, DOT_DT, prec = _types(values.dtype)
+    delta, dprob = _delta(out, d_out, probs, d_probs, cdt)
+    mask_u8, s_mn, s_mt = _mask_args(mask)
+    common = (q, k, values, lengths, mask_u8, d_out, lse, delta, dprob)
+    sizes = (Tq, T, K, D, float(scale))
+    strides = (*q.stride(), *k.stride(), *values.stride(), s_mn, s_mt, *d_out.stride())
+    meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
+    dk = new_empty((N, T, K), cdt, values.device)
+    dval = new_empty((N, T, D), cdt, values.device)
+    grid = lambda m: (N, triton.cdiv(T, m["BLOCK_T"]))  # noqa: E731
+    _launch(KD.dot_bwd_dkv, KD.dot_configs, sizes[:4], grid, *common, dk, dval, *sizes, *strides, **meta)
+    dq = None
+    if need_dq:
+        dq = new_empty((N, Tq, K), cdt, values.device)
+        grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
+        _launch(KD.dot_bwd_dq, KD.dot_configs, sizes[:4], grid, *common, dq, *sizes, *strides, **meta)
+        dq = dq.to(q.dtype)
+    return dq, dk.to(k.dtype), dval.to(values.dtype)
+
+
+class DotAttentionFn(torch.autograd.Function):
+    """(q, k, values, lengths, mask, scale, need_weights) -> (context, weights or None)."""
+
+    @staticmethod
+    def forward(ctx, q, k, values, lengths, mask, scale, need_weights):
+        out, lse, probs = dot_forward(q, k, values, lengths, mask, scale, need_weights)
+        ctx.save_for_backward(q, k, values, lengths, mask, out, lse, probs)
+        ctx.scale = scale
+        return out, (probs.to(values.dtype) if need_weights else None)
+
+    @staticmethod
+    def backward(ctx, d_out, d_weights):
+        q, k, values, lengths, mask, out, lse, probs = ctx.saved_tensors
+        if d_out is None:
+            d_out = torch.zeros_like(out)
+        dq, dk, dval = dot_backward(
+            q, k, values, lengths, mask, ctx.scale, out, lse, probs, d_out, d_weights, ctx.needs_input_grad[0]
+        )
+        return dq, dk, dval, None, None, None, None
