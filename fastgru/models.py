@@ -1,0 +1,63 @@
+"""Ready-made models built from fastgru's layers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .attention import AttentionPooling
+
+__all__ = ["GRUAttention"]
+
+
+def _gru_class():
+    # TODO(lead): drop the nn.GRU fallback once fastgru.gru has landed for good; it exists only
+    # so that this module worked while fastgru/gru.py was being written.
+    try:
+        from .gru import GRU
+    except ImportError:  # pragma: no cover - only before fastgru.gru exists
+        GRU = nn.GRU
+    return GRU
+
+
+class GRUAttention(nn.Module):
+    """Sequence classifier/regressor: GRU encoder -> AttentionPooling over its outputs (masked by
+    ``lengths``) -> linear head.
+
+    Submodules: ``encoder`` (fastgru.GRU, batch_first=True), ``pooling`` (AttentionPooling over
+    the encoder's num_directions * hidden_size features, attention_size defaults to hidden_size),
+    ``head`` (nn.Linear to output_size). ``dropout`` is the GRU's (between layers).
+
+    forward(x (N, T, input_size), lengths=None) -> (logits (N, output_size), weights (N, T)).
+    With ``lengths`` (N,) the encoder runs packed (each row over its own steps, the reverse
+    direction starting at the row's last step) and the pooling ignores steps past each length.
+    """
+
+    def __init__(self, input_size, hidden_size, output_size, num_layers=1, attention_size=None,
+                 bidirectional=False, dropout=0.0, device=None, dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.encoder = _gru_class()(input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                                    dropout=dropout, bidirectional=bidirectional, **factory)
+        features = hidden_size * (2 if bidirectional else 1)
+        self.pooling = AttentionPooling(features, attention_size or hidden_size, **factory)
+        self.head = nn.Linear(features, output_size, **factory)
+
+    def forward(self, x, lengths=None):
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            raise ValueError(f"x must be a tensor of shape (N, T, input_size), got {getattr(x, 'shape', type(x))}")
+        if lengths is None:
+            h, _ = self.encoder(x)
+        else:
+            lengths = torch.as_tensor(lengths)
+            if tuple(lengths.shape) != (x.shape[0],):
+                raise ValueError(f"lengths must have shape ({x.shape[0]},), got {tuple(lengths.shape)}")
+            if lengths.dtype.is_floating_point or int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
+                raise ValueError(f"lengths must be integers in [1, {x.shape[1]}]")
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            h, _ = self.encoder(packed)
+            if isinstance(h, PackedSequence):
+                h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
+        pooled, weights = self.pooling(h, lengths=lengths, need_weights=True)
+        return self.head(pooled), weights
