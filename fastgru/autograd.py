@@ -89,7 +89,7 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
         grid = (plan.batch_blocks, plan.hidden_blocks, D)
         for s in range(T):
             fwd.gru_fwd_step_kernel[grid](*args, s, *sizes, num_warps=plan.num_warps, **meta)
-    h_n = hbuf[T % 2].to(x.dtype)
+    h_n = hbuf[T % 2].to(x.dtype, copy=True)  # a fresh tensor, not a view into the scratch buffer
     return out, h_n, (hprev, gates)
 
 
@@ -172,7 +172,7 @@ def gru_layer_bwd(
         dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, plan
     )
     wd = w_hh.dtype
-    return dx, dh0.to(x.dtype), dw_ih.to(wd), dw_hh.to(wd), db_ih.to(wd), db_hh.to(wd)
+    return dx, dh0.to(x.dtype, copy=True), dw_ih.to(wd), dw_hh.to(wd), db_ih.to(wd), db_hh.to(wd)
 
 
 @gru_layer_bwd.register_fake

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import functional as F_
+from .dispatch import STRATEGIES
 
 __all__ = ["GRU", "GRUCell", "convert"]
 
@@ -45,6 +46,8 @@ class GRU(nn.Module):
         super().__init__()
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if strategy is not None and strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES} or None, got {strategy!r}")
         if kwargs:
             raise TypeError(f"GRU got unexpected keyword arguments {sorted(kwargs)}")
         if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:

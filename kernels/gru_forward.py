@@ -76,10 +76,11 @@ def _fwd_step_block(
         tl.store(hprev_ptr + row * H + o_n[None, :], h_old, mask=m_live)
         tl.store(hprev_ptr + pad_row * H + o_n[None, :], tl.zeros_like(h_old), mask=m_pad)
         p_g = gates_ptr + row * 4 * H + o_n[None, :]
-        tl.store(p_g, r, mask=m_live)
-        tl.store(p_g + H, z, mask=m_live)
-        tl.store(p_g + 2 * H, n, mask=m_live)
-        tl.store(p_g + 3 * H, acc_n, mask=m_live)
+        p_g_pad = gates_ptr + pad_row * 4 * H + o_n[None, :]
+        for g in tl.static_range(4):
+            val = r if g == 0 else (z if g == 1 else (n if g == 2 else acc_n))
+            tl.store(p_g + g * H, val, mask=m_live)
+            tl.store(p_g_pad + g * H, tl.zeros_like(val), mask=m_pad)  # every element defined
 
 
 @triton.jit
