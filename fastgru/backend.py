@@ -12,7 +12,10 @@ switched on here, at import, before ``fastgru.kernels`` is ever imported.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from contextlib import contextmanager
 
 import torch
 
@@ -29,12 +32,36 @@ INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 # Debug aid for tests: fresh kernel outputs are filled with NaN so an unwritten element shows.
 _nan_fill = os.environ.get("FASTGRU_NAN_FILL", "0") not in ("", "0")
 
-try:  # Triton only installs on Linux.
-    import triton  # noqa: F401
+# Triton only installs on Linux. Not imported here: importing it decorates triton's own jit
+# helpers, which must happen after the interpreter choice is made.
+HAS_TRITON = importlib.util.find_spec("triton") is not None
 
-    HAS_TRITON = True
-except ImportError:  # pragma: no cover - exercised on platforms without triton
-    HAS_TRITON = False
+
+def enable_interpreter() -> None:
+    """Run the Triton kernels through the interpreter from now on (CPU tensors can use them).
+    Must happen before the kernels are imported: triton.jit reads the mode when it decorates."""
+    global INTERPRET
+    if INTERPRET:
+        return
+    if "triton" in sys.modules:
+        raise RuntimeError("fastgru: interpreter mode must be enabled before triton is imported")
+    os.environ["TRITON_INTERPRET"] = "1"
+    INTERPRET = True
+
+
+@contextmanager
+def using(name: str):
+    """Temporarily route ops to backend ``name`` (auto, interpret, reference or torch)."""
+    global _requested
+    if name not in _CHOICES:
+        raise ValueError(f"backend must be one of {_CHOICES}, got {name!r}")
+    if name == "interpret":
+        enable_interpreter()
+    previous, _requested = _requested, name
+    try:
+        yield
+    finally:
+        _requested = previous
 
 
 def requested() -> str:
