@@ -1,0 +1,258 @@
+"""The benchmark harness (fastgru.bench): FLOP counts, the result schema, rendering, compare, and
+the rule that a provider failing its correctness check is recorded as failed and never timed."""
+
+import json
+
+import pytest
+import torch
+
+from fastgru.bench import cases as C
+from fastgru.bench import cli, compare, flops, render, results, runner
+from fastgru.bench import providers as P
+
+FAST = {"warmup_ms": 1.0, "rep_ms": 5.0}
+
+
+# ------------------------------------------------------------------------------------ FLOPs
+
+
+def test_gru_flops_by_hand():
+    # 2*T*B*3H*(I+H) + 12*T*B*H with T=2, B=3, I=4, H=5: 1620 + 360
+    fwd = flops.gru(2, 3, 4, 5)
+    assert fwd.flops == 1980
+    assert flops.gru(2, 3, 4, 5, mode="training").flops == 3 * 1980
+    # x (6*4) + out (6*5) + h0, h_n (2*15) activations, 15*9 + 30 parameters; fp32
+    assert fwd.bytes == 4 * (24 + 30 + 30 + 165)
+    # 2 layers, both directions: layer 0 is 2 * 1980; layer 1 reads 2H = 10 inputs: 2 * (2*6*15*15 + 360)
+    assert flops.gru(2, 3, 4, 5, num_layers=2, bidirectional=True).flops == 3960 + 6120
+    # packed: only the 4 valid positions count
+    assert flops.gru(2, 3, 4, 5, tokens=4).flops == 2 * 4 * 15 * 9 + 12 * 4 * 5
+    assert flops.gru_cell(3, 4, 5).flops == 2 * 3 * 15 * 9 + 12 * 3 * 5
+
+
+def test_attention_flops_by_hand():
+    # N=2, Tq=3, T=4, D=8: scores 2*2*3*4*8 = 384, softmax 5*24 = 120, weighted sum 384
+    assert flops.dot_attention(2, 3, 4, 8).flops == 384 + 120 + 384
+    # + projections 576 and 768, tanh-score 4*N*Tq*T*A = 576 with A=6
+    assert flops.additive_attention(2, 3, 4, 8, 8, 6).flops == 576 + 768 + 576 + 120 + 384
+    # projection 768, bias+tanh 96, score 96, softmax 40, weighted sum 128
+    assert flops.attention_pooling(2, 4, 8, 6).flops == 768 + 96 + 96 + 40 + 128
+    assert flops.dot_attention(2, 3, 4, 8, mode="training").flops == 3 * 888
+    # general: + the query projection 2*N*Tq*Dq*Dk = 768
+    assert flops.dot_attention(2, 3, 4, 8, method="general").flops == 888 + 768
+
+
+# ------------------------------------------------------------------------------------ cases
+
+
+def test_case_lists():
+    full = C.gru_cases(dtypes=("fp32",))
+    plain = [c for c in full if not c.shape["packed"] and c.shape["layers"] == 1]
+    assert len(plain) == 2 * len(C.BATCHES) * len(C.HIDDENS) * len(C.SEQ_LENS)
+    compiled = [c for c in full if "compiled_ref" not in c.skip]
+    assert compiled and all(c.shape["T"] == C.COMPILE_T for c in compiled)
+    assert all("compiled_ref" in c.skip for c in C.gru_cases(quick=True))
+    assert len(C.select("all", quick=True, device="cpu")) < 30
+    assert {c.dtype for c in C.select("gru", device="cpu")} == {"fp32"}
+    ids = [c.id for c in C.select("all", dtypes=("fp32", "bf16"), device="cpu")]
+    assert len(ids) == len(set(ids))
+    with pytest.raises(ValueError):
+        C.select("nope")
+
+
+# ------------------------------------------------------------------------------------ runner
+
+
+def _tiny_gru(mode="inference", providers=None):
+    case = C._gru_case(mode, "fp32", C._gru_shape(2, 16, 3), quick=True)
+    if providers is not None:
+        case.providers, case.baselines, case.skip = providers, ("nn.GRU",), {}
+    return case
+
+
+def test_failed_check_is_recorded_and_not_timed():
+    calls = {"n": 0}
+
+    def setup_with_wrong_provider(case, device, copies):
+        setup = P.gru_setup(case, device, copies)
+        good = setup.providers["nn.GRU"]
+
+        def wrong():
+            prep = good()
+            result = prep.result
+
+            def timed():
+                calls["n"] += 1
+            prep.calls = [timed]
+            prep.result = lambda: {k: v + 1e-2 if k == "output" else v for k, v in result().items()}
+            return prep
+        setup.providers["wrong"] = wrong
+        setup.checked = ("wrong",)
+        return setup
+
+    case = _tiny_gru("training", providers=("wrong", "nn.GRU"))
+    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", setup_with_wrong_provider, **FAST)}
+    bad = rows["wrong"]
+    assert bad["status"] == "failed" and "correctness" in bad["error"]
+    assert bad["median_ms"] is None and bad["speedup"] == {} and bad["rel_error"] > bad["tolerance"]
+    assert calls["n"] == 0, "a provider that failed its check was timed"
+    assert rows["nn.GRU"]["status"] == "ok" and "wrong" not in rows["nn.GRU"]["speedup"]
+    assert results.validate(results.document(results.environment("cpu"), {}, list(rows.values()))) == []
+
+
+def test_real_case_runs_and_checks(monkeypatch):
+    case = _tiny_gru("training")
+    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", **FAST)}
+    assert rows["compiled_ref"]["status"] == "skipped"
+    fg = rows["fastgru"]
+    if fg["status"] != "unavailable":
+        assert fg["status"] == "ok", fg["error"]
+        assert fg["rel_error"] <= fg["tolerance"] and fg["speedup"]["nn.GRU"] > 0
+        assert fg["backend"] in ("interpret", "torch", "triton")
+    assert rows["nn.GRU"]["tflops"] > 0 and rows["nn.GRU"]["peak_mem_bytes"] is None  # CPU: no peak
+
+
+def test_missing_op_is_unavailable(monkeypatch):
+    import fastgru
+
+    monkeypatch.delattr(fastgru, "GRUCell", raising=False)
+    case = C.Case("cell", "gru_cell", "inference", "fp32", {"B": 1, "I": 8, "H": 8},
+                  ("fastgru", "nn.GRUCell"), ("nn.GRUCell",))
+    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", **FAST)}
+    assert rows["fastgru"]["status"] == "unavailable" and rows["fastgru"]["median_ms"] is None
+    assert rows["nn.GRUCell"]["status"] == "ok"
+
+
+def test_budget_stops_new_cases():
+    rows, info = runner.run([_tiny_gru()], "cpu", budget_s=0.0, **FAST)
+    assert rows == [] and info["stopped_by_budget"] and info["cases_not_run"] == [_tiny_gru().id]
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+@pytest.fixture(scope="module")
+def doc():
+    case = _tiny_gru(providers=("fastgru", "nn.GRU"))
+    case.skip = {"fastgru": "not run in this test"}
+    rows, info = runner.run([case], "cpu", **FAST)
+    info.update(suite="gru", quick=True, dtypes=["fp32"])
+    return results.document(results.environment("cpu"), info, rows)
+
+
+def test_written_file_validates(doc, tmp_path):
+    path = results.write(doc, tmp_path)
+    assert path.parent.parent == tmp_path and path.name.endswith(".json")
+    assert path.name.startswith(doc["env"]["date"][:10])
+    loaded = results.load(path)
+    assert results.validate(loaded) == [] and loaded["env"]["note"] == results.CPU_NOTE
+    assert results.write(doc, tmp_path) != path  # a second run the same day gets its own name
+
+
+@pytest.mark.parametrize("breakage", ["no_commit", "bad_status", "ok_without_time", "timed_failure", "schema"])
+def test_broken_file_fails(doc, breakage, tmp_path):
+    bad = json.loads(json.dumps(doc))
+    ok_row = next(r for r in bad["rows"] if r["status"] == "ok")
+    if breakage == "no_commit":
+        del bad["env"]["commit"]
+    elif breakage == "bad_status":
+        ok_row["status"] = "great"
+    elif breakage == "ok_without_time":
+        ok_row["median_ms"] = None
+    elif breakage == "timed_failure":
+        ok_row.update(status="failed", error="check")
+    else:
+        bad["schema"] = 99
+    assert results.validate(bad)
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(results.SchemaError):
+        results.load(tmp_path / "bad.json")
+
+
+def test_markdown_has_rows(doc):
+    md = render.markdown(doc)
+    assert "| gru | inference | fp32 | B=2 T=3 H=16 | nn.GRU" in md
+    assert "**skipped**: not run in this test" in md
+    assert "CPU numbers" in md
+    assert md.count("\n| gru |") == len(doc["rows"])
+
+
+def _speedup_doc(doc):
+    d = json.loads(json.dumps(doc))
+    base = next(r for r in d["rows"] if r["provider"] == "nn.GRU")
+    rows = []
+    for B in (1, 8, 32):
+        for H in (128, 256):
+            r = dict(base, provider="fastgru", status="ok", error=None, shape=dict(base["shape"], B=B, H=H, T=64),
+                     speedup={"nn.GRU": 1.0 + B / 32})
+            rows.append(r)
+    d["rows"] = rows
+    return d
+
+
+def test_png_plot(doc, tmp_path):
+    if not render.have_matplotlib():
+        pytest.skip("matplotlib is not installed (optional extra 'plot'); PNG plots are skipped")
+    made = render.plots(_speedup_doc(doc), tmp_path / "run")
+    assert [p.name for p in made] == ["run-gru-speedup.png"]
+    assert made[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_index(doc, tmp_path):
+    path = results.write(doc, tmp_path)
+    path.with_suffix(".md").write_text(render.markdown(doc))
+    index = render.write_index(tmp_path).read_text()
+    assert doc["env"]["device_name"] in index and f"{path.parent.name}/{path.with_suffix('.md').name}" in index
+    assert "No runs" in render.write_index(tmp_path / "empty").read_text()
+
+
+# ------------------------------------------------------------------------------------ compare
+
+
+def test_compare(doc, tmp_path, capsys):
+    old = json.loads(json.dumps(doc))
+    new = json.loads(json.dumps(doc))
+    ok_new = next(r for r in new["rows"] if r["status"] == "ok")
+    ok_new["median_ms"] = ok_new["median_ms"] * 2
+    extra = dict(ok_new, provider="extra")
+    new["rows"].append(extra)
+    by_provider = {e["provider"]: e for e in compare.compare(old, new)}
+    assert by_provider["nn.GRU"]["verdict"] == "slower" and by_provider["nn.GRU"]["ratio"] == pytest.approx(2.0)
+    assert by_provider["fastgru"]["verdict"] == "same status"
+    assert by_provider["extra"]["verdict"] == "new"
+    assert compare.compare(old, old)[1]["verdict"] == "same"
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(old))
+    b.write_text(json.dumps(new))
+    assert compare.main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "| gru | inference | fp32 | B=2 T=3 H=16 | nn.GRU |" in out and "slower" in out
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(C, "select", lambda *a, **k: [_tiny_gru(providers=("nn.GRU",))])
+    code = cli.main(["--quick", "--out", str(tmp_path), "--no-progress", "--warmup-ms", "1", "--rep-ms", "5"])
+    assert code == 0
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert "README.md" in files and any(f.endswith(".json") for f in files) and any(f.endswith(".md") for f in files)
+    assert "CPU numbers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("op", ["attention_pooling", "additive_attention", "dot_attention"])
+def test_attention_case_runs_and_checks(op):
+    shape = {"N": 2, "Tq": 5, "T": 8, "D": 16, "A": 8}
+    if op == "attention_pooling":
+        del shape["Tq"]
+    if op == "dot_attention":
+        del shape["A"]
+    providers = ("fastgru", "naive_ref", "sdpa") if op == "dot_attention" else ("fastgru", "naive_ref")
+    case = C.Case("attention", op, "training", "fp32", shape, providers, providers[1:])
+    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", **FAST)}
+    for name, r in rows.items():
+        assert r["status"] in ("ok", "unavailable"), (name, r["error"])
+    if rows["fastgru"]["status"] == "ok":
+        assert rows["fastgru"]["rel_error"] <= rows["fastgru"]["tolerance"]
+        assert set(rows["fastgru"]["speedup"]) == set(providers[1:])
