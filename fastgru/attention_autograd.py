@@ -3,7 +3,9 @@
 Inputs arrive checked and batch-first from attention_functional.py. What is saved for
 backward: the inputs, the context and the log-sum-exp per query row (``lse``, +inf for a fully
 masked row); the probabilities only when the caller asked for them (``need_weights``), since
-they are an output then. The backward recomputes the scores blockwise (flash style).
+they are an output then. The context is computed and saved in the compute dtype (float32 for
+bf16/fp16 inputs, cast on return): delta = dO . O taken from a bf16-rounded O would add a
+cancellation error to every score gradient. The backward recomputes the scores blockwise.
 
 Gradients flow to the returned weights too: d(weights) enters the backward as ``dprob``
 (ds = p (dO . v + dprob - delta), with delta = dO . O + sum_j p dprob).
@@ -68,12 +70,12 @@ def _delta(out, d_out, probs, d_probs, cdt):
 
 def additive_forward(qp, kp, w, values, lengths, mask, need_weights):
     """qp (N, Tq, A), kp (N, T, A), w (A,), values (N, T, D) -> (out (N, Tq, D), lse (N, Tq),
-    probabilities (N, Tq, T) in the compute dtype or None)."""
+    probabilities (N, Tq, T) or None), all in the compute dtype (float32, or float64)."""
     KA = _k()[0]
     N, Tq, A = qp.shape
     T, D = values.shape[1], values.shape[2]
     cdt, CDT, DOT_DT, prec = _types(values.dtype)
-    out = new_empty((N, Tq, D), values.dtype, values.device)
+    out = new_empty((N, Tq, D), cdt, values.device)  # compute dtype: delta = dO . O needs it
     lse = new_empty((N, Tq), cdt, values.device)
     scores = new_empty((N, Tq, T), cdt, values.device) if need_weights else None
     mask_u8, s_mn, s_mt = _mask_args(mask)
@@ -122,7 +124,7 @@ class AdditiveAttentionFn(torch.autograd.Function):
     def forward(ctx, qp, kp, w, values, lengths, mask, need_weights):
         out, lse, probs = additive_forward(qp, kp, w, values, lengths, mask, need_weights)
         ctx.save_for_backward(qp, kp, w, values, lengths, mask, out, lse, probs)
-        return out, (probs.to(values.dtype) if need_weights else None)
+        return out.to(values.dtype), (probs.to(values.dtype) if need_weights else None)
 
     @staticmethod
     def backward(ctx, d_out, d_weights):
@@ -144,7 +146,7 @@ def dot_forward(q, k, values, lengths, mask, scale, need_weights):
     N, Tq, K = q.shape
     T, D = values.shape[1], values.shape[2]
     cdt, CDT, DOT_DT, prec = _types(values.dtype)
-    out = new_empty((N, Tq, D), values.dtype, values.device)
+    out = new_empty((N, Tq, D), cdt, values.device)  # compute dtype: delta = dO . O needs it
     lse = new_empty((N, Tq), cdt, values.device)
     scores = new_empty((N, Tq, T), cdt, values.device) if need_weights else None
     mask_u8, s_mn, s_mt = _mask_args(mask)
@@ -192,7 +194,7 @@ class DotAttentionFn(torch.autograd.Function):
         out, lse, probs = dot_forward(q, k, values, lengths, mask, scale, need_weights)
         ctx.save_for_backward(q, k, values, lengths, mask, out, lse, probs)
         ctx.scale = scale
-        return out, (probs.to(values.dtype) if need_weights else None)
+        return out.to(values.dtype), (probs.to(values.dtype) if need_weights else None)
 
     @staticmethod
     def backward(ctx, d_out, d_weights):
