@@ -25,9 +25,9 @@ _LOWP = (torch.float16, torch.bfloat16)
 
 def _kernels():
     # Imported on first use: triton.jit must see TRITON_INTERPRET as backend.py set it.
-    from .kernels import gru_backward, gru_forward
+    from .kernels import gru_backward, gru_forward, gru_persistent
 
-    return gru_forward, gru_backward
+    return gru_forward, gru_backward, gru_persistent
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -62,11 +62,11 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
     b_hh (D, 3H) or None; lengths (B,) int64 on x's device.
     Returns out (like x with D*H features), h_n (D, B, H), and (h_prev, gates) when ``save``.
     """
-    fwd, _ = _kernels()
+    fwd, _, persistent = _kernels()
     D, H3, H = w_hh.shape
     T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     acc = _acc_dtype(x.dtype)
-    plan = plan_gru(B, H, D, x.device, strategy)
+    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype)
 
     gx = F.linear(x, w_ih, _folded_input_bias(b_ih, b_hh, D, H))
     out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
@@ -85,6 +85,11 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
     meta = dict(HAS_BHN=b_hh is not None, SAVE=save, **_dot_options(w_hh), **plan.blocks())
     if plan.strategy == "rows":
         fwd.gru_fwd_rows_kernel[(plan.batch_blocks, D)](*args, *sizes, num_warps=plan.num_warps, **meta)
+    elif plan.strategy == "persistent":
+        counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+        persistent.gru_fwd_persistent_kernel[(plan.hidden_blocks, plan.batch_blocks, D)](
+            *args, counters, *sizes, num_warps=plan.num_warps, launch_cooperative_grid=True, **meta
+        )
     else:
         grid = (plan.batch_blocks, plan.hidden_blocks, D)
         for s in range(T):
@@ -96,7 +101,7 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
 def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, plan: GRUPlan):
     """Reverse-time kernels, then the GEMMs. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh
     (bias gradients in the accumulator dtype; the caller casts)."""
-    _, bwd = _kernels()
+    _, bwd, persistent = _kernels()
     D, H3, H = w_hh.shape
     T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     acc = gates.dtype
@@ -115,6 +120,12 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
         bwd.gru_bwd_rows_kernel[(plan.batch_blocks, D)](
             dout, w_hh, lengths, dbuf, hprev, gates, dgx, dgh, T, B, H, D, *d_strides, *g_strides,
             num_warps=plan.num_warps, **dot, **blocks,
+        )
+    elif plan.strategy == "persistent":
+        counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+        persistent.gru_bwd_persistent_kernel[(plan.hidden_blocks, plan.batch_blocks, D)](
+            dout, w_hh, lengths, dbuf, hprev, gates, dgx, dgh, counters, T, B, H, D, *d_strides, *g_strides,
+            num_warps=plan.num_warps, launch_cooperative_grid=True, **dot, **blocks,
         )
     else:
         grid = (plan.batch_blocks, plan.hidden_blocks, D)
@@ -167,7 +178,7 @@ def gru_layer_bwd(
     hprev: Tensor, gates: Tensor, batch_first: bool, strategy: Optional[str],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     B = lengths.shape[0]
-    plan = plan_gru(B, w_hh.shape[-1], w_hh.shape[0], x.device, strategy)
+    plan = plan_gru(B, w_hh.shape[-1], w_hh.shape[0], x.device, strategy, w_hh.dtype)
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward(
         dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, plan
     )

@@ -1,10 +1,14 @@
 """Which recurrence strategy and block sizes run a GRU layer of a given shape.
 
-  rows       grid (batch blocks, D). One program owns whole rows of the batch and all of H for the
-             whole sequence: no cross-program sync. Wins when there are enough batch blocks to
-             fill the GPU, or H is small.
-  stepwise   grid (batch blocks, hidden blocks, D), one launch per step (two per step backward).
-             Spreads a small batch with a large H over the GPU at the price of T launches.
+  rows        grid (batch blocks, D). One program owns whole rows of the batch and all of H for
+              the whole sequence: no cross-program sync. Wins when there are enough batch blocks
+              to fill the GPU, or H is small.
+  stepwise    grid (batch blocks, hidden blocks, D), one launch per step (two per step backward).
+              Spreads a small batch with a large H over the GPU at the price of T launches.
+  persistent  grid (hidden blocks, batch blocks, D), all resident; each program keeps its W_hh
+              slice in registers for the whole sequence and a grid barrier separates steps.
+              Opt-in (strategy="persistent") until it has been validated and tuned on a GPU
+              (docs/DECISIONS.md); under the interpreter only with a single hidden block.
 
 Under the interpreter programs run one after another, so one program per batch block with the
 whole of H in a single tile is cheapest, and tiles need not meet tensor-core minimums.
@@ -18,7 +22,12 @@ import torch
 
 from . import backend
 
-STRATEGIES = ("rows", "stepwise")
+STRATEGIES = ("rows", "stepwise", "persistent")
+
+# Registers a persistent program may spend on its resident W_hh slice and the state tile it
+# multiplies (bytes). A first estimate for Hopper (64K 32-bit registers per SM, one program per
+# SM); to be tuned on the GPU.
+PERSISTENT_REGISTER_BUDGET = 160 * 1024
 
 
 @dataclass(frozen=True)
@@ -32,18 +41,41 @@ class GRUPlan:
     num_warps: int
 
     def blocks(self) -> dict:
+        if self.strategy == "persistent":
+            return {"BLOCK_B": self.block_b, "BLOCK_H": self.block_h, "BLOCK_HP": self.block_k}
         return {"BLOCK_B": self.block_b, "BLOCK_H": self.block_h, "BLOCK_K": self.block_k}
+
+    @property
+    def programs(self) -> int:
+        return self.batch_blocks * self.hidden_blocks
 
 
 def _pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _sm_count(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
-def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None) -> GRUPlan:
+def _plan(strategy, B, H, block_b, block_h, block_k, num_warps) -> GRUPlan:
+    return GRUPlan(strategy, block_b, block_h, block_k, _cdiv(B, block_b), _cdiv(H, block_h), num_warps)
+
+
+def _persistent_plan(B, H, D, sms, weight_bytes) -> GRUPlan | None:
+    """Smallest hidden block whose grid fits in one wave (one program per SM) and whose resident
+    weights + state tile fit the register budget; None when no block size does."""
+    block_b = 16 if B <= 16 else 32
+    hp = _pow2(H)
+    for block_h in (16, 32, 64):
+        grid = _cdiv(H, block_h) * _cdiv(B, block_b) * D
+        regs = 3 * hp * block_h * weight_bytes + block_b * hp * 4
+        if grid <= sms and regs <= PERSISTENT_REGISTER_BUDGET:
+            return _plan("persistent", B, H, block_b, block_h, hp, 8)
+    return None
+
+
+def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32) -> GRUPlan:
     """Strategy and tile sizes for batch B, hidden H, D directions on ``device``.
     ``strategy`` forces a choice (benchmarks, tests); None picks by shape."""
     if strategy is not None and strategy not in STRATEGIES:
@@ -52,26 +84,31 @@ def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None) -> GRU
     if backend.INTERPRET or device.type != "cuda":
         block_b = min(_pow2(max(B, 1)), 16)
         block_h = min(_pow2(H), 64)
-        strategy = strategy or "rows"
-        num_warps = 4
-    else:
-        # Tensor-core tiles need M, N, K >= 16.
-        block_b = 16 if B <= 16 else 32
-        block_h = max(16, min(_pow2(H), 64))
-        batch_blocks = -(-B // block_b)
-        if strategy is None:
-            # rows keeps everything in one launch but uses only batch_blocks * D programs; when
-            # that leaves most SMs idle and H is large, stepwise's parallelism over H pays for
-            # its T launches.
-            idle = batch_blocks * D * 4 < _sm_count(device)
-            strategy = "stepwise" if idle and H >= 256 else "rows"
-        num_warps = 4 if block_b * block_h <= 1024 else 8
-    return GRUPlan(
-        strategy=strategy,
-        block_b=block_b,
-        block_h=block_h,
-        block_k=block_h,
-        batch_blocks=-(-B // block_b),
-        hidden_blocks=-(-H // block_h),
-        num_warps=num_warps,
-    )
+        if strategy == "persistent":
+            if H > block_h:
+                raise ValueError(
+                    f"strategy='persistent' under the interpreter needs one hidden block (H <= {block_h}), got H={H}: "
+                    "its grid barrier would wait on programs the interpreter runs later"
+                )
+            return _plan("persistent", B, H, block_b, block_h, _pow2(H), 4)
+        return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4)
+
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    if strategy == "persistent":
+        plan = _persistent_plan(B, H, D, sms, torch.finfo(dtype).bits // 8)
+        if plan is None:
+            raise ValueError(
+                f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {sms} SMs "
+                "(grid over one wave or resident weights over the register budget)"
+            )
+        return plan
+    # Tensor-core tiles need M, N, K >= 16.
+    block_b = 16 if B <= 16 else 32
+    block_h = max(16, min(_pow2(H), 64))
+    if strategy is None:
+        # rows keeps everything in one launch but uses only batch_blocks * D programs; when that
+        # leaves most SMs idle and H is large, stepwise's parallelism over H pays for its T launches.
+        idle = _cdiv(B, block_b) * D * 4 < sms
+        strategy = "stepwise" if idle and H >= 256 else "rows"
+    num_warps = 4 if block_b * block_h <= 1024 else 8
+    return _plan(strategy, B, H, block_b, block_h, block_h, num_warps)

@@ -82,14 +82,9 @@ def _bwd_carry_block(
     o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
     o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
     m_n = o_n < H
-    m_tile = m_b[:, None] & m_n[None, :]
-    m_live = live[:, None] & m_n[None, :]
-    acc_dtype = dbuf_ptr.dtype.element_ty
-
-    row = (i_d * T + t[:, None]) * B + o_b[:, None]
-    p_dgh = dgh_ptr + row * 3 * H                                    # [BB, 1]
-    p_w = whh_ptr + i_d * 3 * H * H + o_n[None, :]                   # [1, BH] columns of W_hh
-    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=acc_dtype)
+    p_dgh = dgh_ptr + ((i_d * T + t[:, None]) * B + o_b[:, None]) * 3 * H    # [BB, 1]
+    p_w = whh_ptr + i_d * 3 * H * H + o_n[None, :]                           # [1, BH] columns of W_hh
+    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=dbuf_ptr.dtype.element_ty)
     for g in tl.static_range(3):
         for k in range(0, H, BLOCK_K):
             o_k = k + tl.arange(0, BLOCK_K)
@@ -98,6 +93,23 @@ def _bwd_carry_block(
             b_w = tl.load(p_w + (g * H + o_k[:, None]) * H, mask=m_k[:, None] & m_n[None, :], other=0.0)
             acc = dot_acc(b_dg, b_w, acc, MMA_LOWP, DOT_PRECISION)
 
+    bwd_carry_finish(acc, dout_ptr, lengths_ptr, dbuf_ptr, gates_ptr, i_b, i_n, i_d, s, cur, T, B, H, D,
+                     stride_dout_t, stride_dout_b, BLOCK_B, BLOCK_H)
+
+
+@triton.jit
+def bwd_carry_finish(
+    acc, dout_ptr, lengths_ptr, dbuf_ptr, gates_ptr, i_b, i_n, i_d, s, cur, T, B, H, D,
+    stride_dout_t, stride_dout_b, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    """Given acc = dgh_t @ W_hh for the tile: dh_{t-1} = dh z + acc into the carried gradient."""
+    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
+    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_n = o_n < H
+    m_tile = m_b[:, None] & m_n[None, :]
+    m_live = live[:, None] & m_n[None, :]
+    acc_dtype = dbuf_ptr.dtype.element_ty
+    row = (i_d * T + t[:, None]) * B + o_b[:, None]
     p_cur = dbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
     p_next = dbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
     dh_carry = tl.load(p_cur, mask=m_tile, other=0.0)

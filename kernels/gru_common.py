@@ -39,3 +39,18 @@ def dot_acc(a, b, acc, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr):
     if MMA_LOWP:
         return tl.dot(a.to(b.dtype), b, acc)
     return tl.dot(a, b.to(acc.dtype), acc, input_precision=DOT_PRECISION)
+
+
+@triton.jit
+def grid_barrier(p_count, target):
+    """Wait until ``target`` arrivals have been counted at ``p_count`` (a monotonic int32 counter
+    shared by the programs that must meet), after adding this program's own arrival.
+    Block barrier, release-add, acquire-spin, block barrier: all of this program's prior writes
+    are visible to every program that passes the barrier. Every participating program must be
+    resident at once (cooperative launch), or this deadlocks."""
+    tl.debug_barrier()
+    tl.atomic_add(p_count, 1, sem="release", scope="gpu")
+    count = tl.atomic_add(p_count, 0, sem="acquire", scope="gpu")
+    while count < target:
+        count = tl.atomic_add(p_count, 0, sem="acquire", scope="gpu")
+    tl.debug_barrier()

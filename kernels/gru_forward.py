@@ -25,12 +25,13 @@ def _fwd_step_block(
     HAS_BHN: tl.constexpr, SAVE: tl.constexpr, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """One step for a (batch block, hidden block) tile: h_{t-1} @ W_hh[r,z,n rows]^T, gates, h_t."""
-    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
+    """One step for a (batch block, hidden block) tile: h_{t-1} @ W_hh[r,z,n rows]^T streamed
+    over K blocks, then the gates (fwd_finish)."""
+    o_b = (i_b * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
+    m_b = o_b < B
     o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
     m_n = o_n < H
     p_hcur = hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H        # [BB, 1]
-    p_hnext = hbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H
     p_w = whh_ptr + i_d * 3 * H * H + o_n[None, :] * H                  # [1, BH] rows of W_hh
     acc_dtype = hbuf_ptr.dtype.element_ty
 
@@ -48,6 +49,25 @@ def _fwd_step_block(
         acc_r = dot_acc(b_h, b_wr, acc_r, MMA_LOWP, DOT_PRECISION)
         acc_z = dot_acc(b_h, b_wz, acc_z, MMA_LOWP, DOT_PRECISION)
         acc_n = dot_acc(b_h, b_wn, acc_n, MMA_LOWP, DOT_PRECISION)
+    fwd_finish(
+        acc_r, acc_z, acc_n, gx_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
+        i_b, i_n, i_d, s, cur, T, B, H, D, stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
+        HAS_BHN, SAVE, BLOCK_B, BLOCK_H,
+    )
+
+
+@triton.jit
+def fwd_finish(
+    acc_r, acc_z, acc_n, gx_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
+    i_b, i_n, i_d, s, cur, T, B, H, D, stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
+    HAS_BHN: tl.constexpr, SAVE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    """Given the tile's hidden-side pre-activations W_h{r,z,n} h_{t-1}: the gate math, h_t into
+    the carried state, the output, and (SAVE) what backward needs. Shared by every strategy."""
+    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
+    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_n = o_n < H
+    acc_dtype = hbuf_ptr.dtype.element_ty
     if HAS_BHN:
         acc_n += tl.load(bhn_ptr + i_d * H + o_n, mask=m_n, other=0.0).to(acc_dtype)[None, :]
 
@@ -60,9 +80,11 @@ def _fwd_step_block(
     z = sigmoid(x_z + acc_z)
     n = tanh(x_n + r * acc_n)
     m_tile = m_b[:, None] & m_n[None, :]
-    h_old = tl.load(p_hcur + o_n[None, :], mask=m_tile, other=0.0)
+    p_hcur = hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
+    p_hnext = hbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
+    h_old = tl.load(p_hcur, mask=m_tile, other=0.0)
     h_new = (1.0 - z) * n + z * h_old
-    tl.store(p_hnext + o_n[None, :], tl.where(m_live, h_new, h_old), mask=m_tile)
+    tl.store(p_hnext, tl.where(m_live, h_new, h_old), mask=m_tile)
 
     # Output: h_t at the row's time index while it runs, zero at padded positions (t = s there).
     p_out = out_ptr + o_b[:, None] * stride_out_b + i_d * H + o_n[None, :]

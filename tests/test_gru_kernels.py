@@ -7,7 +7,7 @@ import torch
 from fastgru import functional, reference
 from fastgru.testing import check_close
 
-STRATEGIES = ["rows", "stepwise"]
+STRATEGIES = ["rows", "stepwise", "persistent"]
 
 
 def make_weights(L, D, I, H, dtype, device, bias=True):
@@ -101,3 +101,26 @@ def test_gradcheck_with_lengths(device):
 def test_longer_sequence_smoke(device):
     # One larger case: T=64 exercises many ping-pong steps of carried state and carried dh.
     check_against_reference(1, 1, 64, 4, 8, 16, torch.float32, device, "rows")
+
+
+def test_persistent_with_several_batch_blocks(device):
+    # B=20 gives two batch blocks of 16: each block's programs run independently (own counter).
+    check_against_reference(1, 2, 5, 20, 4, 12, torch.float64, device, "persistent", lengths=torch.randint(1, 6, (20,)))
+
+
+def test_persistent_refuses_several_hidden_blocks_under_interpreter():
+    from fastgru import backend
+    from fastgru.dispatch import plan_gru
+
+    if not backend.INTERPRET:
+        pytest.skip("interpreter-only restriction")
+    with pytest.raises(ValueError, match="one hidden block"):
+        plan_gru(4, 100, 1, "cpu", "persistent")
+
+
+def test_interpreter_plans():
+    from fastgru.dispatch import plan_gru
+
+    p = plan_gru(5, 70, 2, "cpu")
+    assert (p.strategy, p.block_b, p.block_h, p.batch_blocks, p.hidden_blocks) == ("rows", 8, 64, 1, 2)
+    assert plan_gru(40, 16, 1, "cpu", "stepwise").batch_blocks == 3

@@ -116,7 +116,7 @@ def test_autocast_runs_in_low_precision(device):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("strategy", ["rows", "stepwise"])
+@pytest.mark.parametrize("strategy", ["rows", "stepwise", "persistent"])
 def test_deterministic_bitwise(strategy):
     m = fastgru.GRU(64, 256, num_layers=2, bidirectional=True, strategy=strategy).cuda()
     x = torch.randn(50, 8, 64, device="cuda", requires_grad=True)
