@@ -47,7 +47,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        dims = "-".join(f"{k}{_short(v)}" for k, v in self.shape.items())
+        dims = "-".join(f"{_ABBREV.get(k, k)}{_short(v)}" for k, v in self.shape.items() if _show(k, v, self.shape))
         return f"{self.op}-{self.mode}-{self.dtype}-{dims}"
 
     @property
@@ -59,8 +59,16 @@ class Case:
         return DTYPES[self.dtype]
 
 
+_ABBREV = {"layers": "L", "bidirectional": "bi", "packed": "pk"}
+
+
 def _short(v):
     return int(v) if isinstance(v, bool) else v
+
+
+def _show(k, v, shape) -> bool:
+    """Case ids leave out the defaults (input size = hidden, one layer, one direction, padded)."""
+    return not ((k == "I" and v == shape.get("H")) or (k == "layers" and v == 1) or (k in ("bidirectional", "packed") and not v))
 
 
 def _gru_shape(B, H, T, layers=1, bidirectional=False, packed=False):

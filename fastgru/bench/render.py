@@ -134,7 +134,7 @@ def plot_gru_speedup(doc: dict, path, baseline: str = "nn.GRU") -> Path | None:
         ax.set_ylabel(f"speedup vs {baseline}")
         ax.set_title(f"GRU {mode} {dtype}")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{doc['env']['device_name']} ({doc['env']['commit']})", fontsize=9)
+    fig.suptitle(_title(doc), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -167,10 +167,19 @@ def plot_attention_memory(doc: dict, path) -> Path | None:
         ax.set_ylabel("peak MiB")
         ax.set_title(op)
         ax.legend(fontsize=6)
+    fig.suptitle(_title(doc), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def _title(doc: dict) -> str:
+    env = doc["env"]
+    title = f"{env['device_name']} ({env['commit']}, {env['date'][:10]})"
+    if env.get("device_type") != "cuda":
+        title += "\nCPU numbers: PyTorch's own ops, not the Triton kernels"
+    return title
 
 
 def plots(doc: dict, stem) -> list[Path]:

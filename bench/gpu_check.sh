@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The one command for a lent GPU (torch and triton already installed there, no network):
+#   bash bench/gpu_check.sh
+# Prints nvidia-smi and versions, installs fastgru in place (offline), runs the whole test suite
+# on CUDA, then the quick sweep and the full sweep, all inside about 8 minutes
+# (GPU_CHECK_BUDGET_S), and copies at most 8 files, flat, into $OUT:
+#   gpu_check.log  pytest.log  quick.json  quick.md  <full>.json  <full>.md  <full>-gru-speedup.png
+#   <full>-attention-memory.png
+# The full sweep stops starting new cases when its share of the budget is spent, and its JSON says so.
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/fastgru-gpu-check}"
+BUDGET="${GPU_CHECK_BUDGET_S:-480}"
+TEST_LIMIT="${GPU_CHECK_TEST_S:-150}"
+RESULTS="${RESULTS_DIR:-bench/results}"
+QUICK_DIR="$(mktemp -d)"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+LOG="$OUT/gpu_check.log"
+exec > >(tee "$LOG") 2>&1
+start=$SECONDS
+
+echo "== machine"
+nvidia-smi || echo "nvidia-smi failed"
+python3 - <<'PY'
+import platform, torch
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
+      "cudnn", torch.backends.cudnn.version())
+try:
+    import triton; print("triton", triton.__version__)
+except ImportError:
+    print("triton missing")
+print("cuda available", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+PY
+
+echo "== install (offline, editable)"
+if [ -z "${GPU_CHECK_SKIP_INSTALL:-}" ]; then
+  python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . \
+    || echo "pip install -e . failed: continuing with the tree as it is"
+fi
+python3 -c "import fastgru, fastgru.kernels, fastgru.bench; print('fastgru', fastgru.__version__, 'from', fastgru.__file__)"
+
+echo "== tests on CUDA (at most ${TEST_LIMIT}s; log in pytest.log)"
+timeout "$TEST_LIMIT" python3 -m pytest -q --no-header -p no:cacheprovider > "$OUT/pytest.log" 2>&1
+echo "pytest exit code $? (124 = stopped at ${TEST_LIMIT}s)"
+tail -n 15 "$OUT/pytest.log"
+
+echo "== quick sweep"
+python3 -m bench --quick --out "$QUICK_DIR" --no-plots
+quick_json=$(ls "$QUICK_DIR"/*/*.json 2>/dev/null | head -n 1)
+if [ -n "$quick_json" ]; then
+  cp "$quick_json" "$OUT/quick.json"
+  cp "${quick_json%.json}.md" "$OUT/quick.md"
+fi
+
+left=$(( BUDGET - (SECONDS - start) - 40 ))
+if [ "$left" -lt 30 ]; then left=30; fi
+echo "== full sweep (new cases start for ${left}s)"
+before=$(ls "$RESULTS"/*/*.json 2>/dev/null | sort)
+python3 -m bench --out "$RESULTS" --budget-s "$left"
+full_json=$(comm -13 <(echo "$before") <(ls "$RESULTS"/*/*.json 2>/dev/null | sort) | head -n 1)
+if [ -n "$full_json" ]; then
+  stem="${full_json%.json}"
+  for f in "$full_json" "$stem.md" "$stem-gru-speedup.png" "$stem-attention-memory.png"; do
+    [ -f "$f" ] && cp "$f" "$OUT/"
+  done
+  echo "full run: $full_json (commit it with its .md and .png files and $RESULTS/README.md)"
+fi
+echo "== done in $((SECONDS - start))s; files in $OUT:"
+ls -la "$OUT"

@@ -1,0 +1,47 @@
+"""pytest-benchmark cases for the GRU ops: ``pytest bench --benchmark-only``.
+
+Small shapes on CPU (where fastgru runs PyTorch's own operators), bigger ones on a GPU. Each
+fastgru case passes the numerics check against the float64 reference before it is timed.
+"""
+
+import pytest
+
+from fastgru.bench import cases as C
+from fastgru.bench import providers as P
+
+from ._common import ON_GPU, bench_provider
+
+if ON_GPU:
+    SHAPES = [(8, 256, 512), (128, 256, 512), (32, 1024, 512)]
+    DTYPES = ["fp32", "bf16"]
+else:
+    SHAPES = [(4, 64, 32), (32, 128, 32)]
+    DTYPES = ["fp32"]
+SHAPE_IDS = [f"B{b}-H{h}-T{t}" for b, h, t in SHAPES]
+
+
+@pytest.mark.parametrize("provider", ["fastgru", "nn.GRU"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["inference", "training"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_gru(benchmark, shape, mode, dtype, provider):
+    B, H, T = shape
+    case = C._gru_case(mode, dtype, C._gru_shape(B, H, T), quick=True)
+    bench_provider(benchmark, case, P.gru_setup, provider)
+
+
+@pytest.mark.parametrize("provider", ["fastgru", "nn.GRU"])
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_gru_packed(benchmark, mode, provider):
+    B, H, T = (128, 256, 512) if ON_GPU else (16, 64, 32)
+    case = C._gru_case(mode, "fp32", C._gru_shape(B, H, T, packed=True), quick=True)
+    bench_provider(benchmark, case, P.gru_setup, provider)
+
+
+@pytest.mark.parametrize("provider", ["fastgru", "nn.GRUCell"])
+@pytest.mark.parametrize("batch", [1, 64])
+def test_gru_cell(benchmark, batch, provider):
+    H = 1024 if ON_GPU else 128
+    case = C.Case("cell", "gru_cell", "inference", "fp32", {"B": batch, "I": H, "H": H},
+                  ("fastgru", "nn.GRUCell"), ("nn.GRUCell",))
+    bench_provider(benchmark, case, P.cell_setup, provider)
