@@ -99,7 +99,3 @@ def dot_dtype(dtype: torch.dtype, interpret: bool):
         return compute_dtype(dtype)
     return {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype]
 
-
-def use_dot(*sides) -> bool:
-    """tl.dot needs M, N, K >= 16 on the NVIDIA backend."""
-    return all(s >= 16 for s in sides)
