@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import triton
 
-from .backend import INTERPRET, new_empty
+from . import backend
+from .backend import new_empty
 
 _kernels = None
 
@@ -34,7 +35,7 @@ def _k():
 def _launch(kernel, configs_fn, shape, grid, *args, **kwargs):
     """Run ``kernel`` (autotuned) on ``grid(meta)``; under the interpreter skip the autotuner
     and use the single configuration ``configs_fn`` gives for the shape."""
-    if INTERPRET:
+    if backend.INTERPRET:
         cfg = configs_fn(*shape, interpret=True)[0]
         kernel.fn[grid(cfg.kwargs)](*args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps)
     else:
@@ -45,8 +46,8 @@ def _types(dtype: torch.dtype):
     """(torch compute dtype, triton compute dtype, triton dot-operand dtype, dot precision)."""
     common = _k()[2]
     cdt = torch.float64 if dtype == torch.float64 else torch.float32
-    tf32 = dtype == torch.float32 and not INTERPRET and torch.backends.cuda.matmul.allow_tf32
-    return cdt, common.compute_dtype(dtype), common.dot_dtype(dtype, INTERPRET), "tf32" if tf32 else "ieee"
+    tf32 = dtype == torch.float32 and not backend.INTERPRET and torch.backends.cuda.matmul.allow_tf32
+    return cdt, common.compute_dtype(dtype), common.dot_dtype(dtype, backend.INTERPRET), "tf32" if tf32 else "ieee"
 
 
 def _mask_args(mask):

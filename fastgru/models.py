@@ -7,18 +7,9 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .attention import AttentionPooling
+from .gru import GRU
 
 __all__ = ["GRUAttention"]
-
-
-def _gru_class():
-    # TODO(lead): drop the nn.GRU fallback once fastgru.gru has landed for good; it exists only
-    # so that this module worked while fastgru/gru.py was being written.
-    try:
-        from .gru import GRU
-    except ImportError:  # pragma: no cover - only before fastgru.gru exists
-        GRU = nn.GRU
-    return GRU
 
 
 class GRUAttention(nn.Module):
@@ -38,8 +29,8 @@ class GRUAttention(nn.Module):
                  bidirectional=False, dropout=0.0, device=None, dtype=None):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
-        self.encoder = _gru_class()(input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                                    dropout=dropout, bidirectional=bidirectional, **factory)
+        self.encoder = GRU(input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                           dropout=dropout, bidirectional=bidirectional, **factory)
         features = hidden_size * (2 if bidirectional else 1)
         self.pooling = AttentionPooling(features, attention_size or hidden_size, **factory)
         self.head = nn.Linear(features, output_size, **factory)
