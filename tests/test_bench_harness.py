@@ -47,15 +47,20 @@ def test_attention_flops_by_hand():
 
 def test_case_lists():
     full = C.gru_cases(dtypes=("fp32",))
-    plain = [c for c in full if not c.shape["packed"] and c.shape["layers"] == 1]
+    plain = [c for c in full if not c.shape["packed"] and c.shape["layers"] == 1 and "fastgru" in c.providers]
     assert len(plain) == 2 * len(C.BATCHES) * len(C.HIDDENS) * len(C.SEQ_LENS)
-    compiled = [c for c in full if "compiled_ref" not in c.skip]
-    assert compiled and all(c.shape["T"] == C.COMPILE_T for c in compiled)
+    compiled = [i for i, c in enumerate(full) if "compiled_ref" in c.providers and "compiled_ref" not in c.skip]
+    assert compiled and all(full[i].shape["T"] == C.COMPILE_T for i in compiled)
+    # compile-only parts run last, so a time budget drops them first; every other row is marked
+    assert compiled == list(range(len(full) - len(compiled), len(full)))
+    assert all(full[i].providers == ("compiled_ref",) for i in compiled)
+    compiled_ids = {full[i].id for i in compiled}
+    assert all(c.id in compiled_ids or "compiled_ref" in c.skip for c in full[: len(full) - len(compiled)])
     assert all("compiled_ref" in c.skip for c in C.gru_cases(quick=True))
     assert len(C.select("all", quick=True, device="cpu")) < 30
     assert {c.dtype for c in C.select("gru", device="cpu")} == {"fp32"}
-    ids = [c.id for c in C.select("all", dtypes=("fp32", "bf16"), device="cpu")]
-    assert len(ids) == len(set(ids))
+    keys = [(c.id, c.providers) for c in C.select("all", dtypes=("fp32", "bf16"), device="cpu")]
+    assert len(keys) == len(set(keys))
     with pytest.raises(ValueError):
         C.select("nope")
 
@@ -64,7 +69,7 @@ def test_case_lists():
 
 
 def _tiny_gru(mode="inference", providers=None):
-    case = C._gru_case(mode, "fp32", C._gru_shape(2, 16, 3), quick=True)
+    case = C._compile_split(C._gru_case(mode, "fp32", C._gru_shape(2, 16, 3), quick=True), False, "not here")[0]
     if providers is not None:
         case.providers, case.baselines, case.skip = providers, ("nn.GRU",), {}
     return case
@@ -121,6 +126,18 @@ def test_missing_op_is_unavailable(monkeypatch):
     rows = {r["provider"]: r for r in runner.run_case(case, "cpu", **FAST)}
     assert rows["fastgru"]["status"] == "unavailable" and rows["fastgru"]["median_ms"] is None
     assert rows["nn.GRUCell"]["status"] == "ok"
+
+
+def test_split_case_shares_speedups():
+    case = C._gru_case("inference", "fp32", C._gru_shape(2, 16, 3), quick=False)
+    main, only = C._compile_split(case, True, "")
+    assert main.id == only.id and only.providers == ("compiled_ref",)
+    only.providers = ("nn.GRU",)  # stand-in for the compile-only part: no compile in a unit test
+    main.providers = ("fastgru",)
+    rows, _ = runner.run([main, only], "cpu", **FAST)
+    fg = next(r for r in rows if r["provider"] == "fastgru")
+    if fg["status"] == "ok":
+        assert set(fg["speedup"]) == {"nn.GRU"}
 
 
 def test_budget_stops_new_cases():

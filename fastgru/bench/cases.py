@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -32,6 +32,7 @@ ATTN_SIZE = 128  # attention_size of the pooling and additive scorers
 # shape. It runs only at T=64 and on a few (batch, hidden) points, enough to place it.
 COMPILE_T = 64
 COMPILE_POINTS = {(8, 256), (128, 256), (8, 1024), (128, 1024)}
+CELL_COMPILE_POINTS = {(1, 256), (64, 256), (1, 1024), (64, 1024)}
 
 
 @dataclass
@@ -75,16 +76,40 @@ def _gru_shape(B, H, T, layers=1, bidirectional=False, packed=False):
     return {"B": B, "T": T, "I": H, "H": H, "layers": layers, "bidirectional": bidirectional, "packed": packed}
 
 
+def _compile_split(case: Case, compiled: bool, reason: str) -> list[Case]:
+    """A case without its compiled_ref row, plus -- where it compiles -- a compile-only case with
+    the same id, run after every other case of its suite: compiling takes tens of seconds per
+    shape, so a sweep under a time budget drops those first. Rows of one id share speedups."""
+    main = replace(case, providers=tuple(p for p in case.providers if p != "compiled_ref"), skip=dict(case.skip))
+    if not compiled:
+        main.providers += ("compiled_ref",)
+        main.skip["compiled_ref"] = reason
+        return [main]
+    only = replace(case, providers=("compiled_ref",), skip={})
+    return [main, only]
+
+
 def _gru_case(mode, dtype, shape, quick):
-    providers = ("fastgru", "nn.GRU", "compiled_ref")
-    skip = {}
+    return Case("gru", "gru", mode, dtype, shape, ("fastgru", "nn.GRU", "compiled_ref"), ("nn.GRU", "compiled_ref"))
+
+
+def _gru_compiles(shape, quick):
     if quick:
-        skip["compiled_ref"] = "skipped in --quick (compile takes tens of seconds)"
-    elif shape["packed"]:
-        skip["compiled_ref"] = "not run on packed input"
-    elif shape["T"] != COMPILE_T or (shape["B"], shape["H"]) not in COMPILE_POINTS or shape["layers"] != 1:
-        skip["compiled_ref"] = f"compile only at T={COMPILE_T}, (B, H) in {sorted(COMPILE_POINTS)} (compile time)"
-    return Case("gru", "gru", mode, dtype, shape, providers, ("nn.GRU", "compiled_ref"), skip)
+        return False, "skipped in --quick (compile takes tens of seconds)"
+    if shape["packed"]:
+        return False, "not run on packed input"
+    if shape["T"] != COMPILE_T or (shape["B"], shape["H"]) not in COMPILE_POINTS or shape["layers"] != 1:
+        return False, f"compile only at T={COMPILE_T}, (B, H) in {sorted(COMPILE_POINTS)} (compile time)"
+    return True, ""
+
+
+def _ordered(pairs):
+    """Main cases first, then the compile-only ones (see _compile_split)."""
+    first, last = [], []
+    for split in pairs:
+        first.append(split[0])
+        last += split[1:]
+    return first + last
 
 
 def gru_cases(quick=False, dtypes=("fp32", "bf16")):
@@ -97,20 +122,22 @@ def gru_cases(quick=False, dtypes=("fp32", "bf16")):
         grid = [_gru_shape(B, H, T) for T, H, B in itertools.product(SEQ_LENS, HIDDENS, BATCHES)]
         grid += [_gru_shape(B, H, 512, packed=True) for H in (256, 1024) for B in (32, 128)]
         grid += [_gru_shape(B, H, 512, layers=2, bidirectional=True) for H in (256, 512) for B in (8, 64)]
-    return [_gru_case(m, d, s, quick) for d in dtypes for m in modes for s in grid]
+    return _ordered(_compile_split(_gru_case(m, d, s, quick), *_gru_compiles(s, quick))
+                    for d in dtypes for m in modes for s in grid)
 
 
 def cell_cases(quick=False, dtypes=("fp32", "bf16")):
     batches, hiddens = ((1, 64), (128,)) if quick else (CELL_BATCHES, HIDDENS)
-    cases = []
+    splits = []
     for d, H, B in itertools.product(dtypes, hiddens, batches):
-        skip = {"compiled_ref": "skipped in --quick (compile time)"} if quick else {}
-        shape = {"B": B, "I": H, "H": H}
-        cases.append(
-            Case("cell", "gru_cell", "inference", d, shape, ("fastgru", "nn.GRUCell", "compiled_ref"),
-                 ("nn.GRUCell", "compiled_ref"), skip)
-        )
-    return cases
+        case = Case("cell", "gru_cell", "inference", d, {"B": B, "I": H, "H": H},
+                    ("fastgru", "nn.GRUCell", "compiled_ref"), ("nn.GRUCell", "compiled_ref"))
+        if quick:
+            splits.append(_compile_split(case, False, "skipped in --quick (compile time)"))
+        else:
+            compiles = (B, H) in CELL_COMPILE_POINTS
+            splits.append(_compile_split(case, compiles, f"compile only at (B, H) in {sorted(CELL_COMPILE_POINTS)}"))
+    return _ordered(splits)
 
 
 def attention_cases(quick=False, dtypes=("fp32", "bf16")):

@@ -63,7 +63,7 @@ def table(rows: list[dict]) -> str:
             "peak MiB", "compile s", "rel err", "speedup", "status"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        speed = ", ".join(f"{v:.2f}x vs {b}" for b, v in (r.get("speedup") or {}).items())
+        speed = ", ".join(f"{v:.3g}x vs {b}" for b, v in (r.get("speedup") or {}).items())
         status = r["status"] if r["status"] == "ok" else f"**{r['status']}**: {r.get('error') or ''}"
         cells = [
             r["op"], r["mode"], r["dtype"], shape_text(r["shape"]), r["provider"] + (
@@ -77,6 +77,14 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _by_case(rows: list[dict]) -> list[dict]:
+    """Rows of one case together (a compile-only part runs at the end of its suite)."""
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r["case_id"], i)
+    return sorted(rows, key=lambda r: first[r["case_id"]])
+
+
 def markdown(doc: dict) -> str:
     """The whole report: header, then one table per suite."""
     parts = [header(doc)]
@@ -84,7 +92,7 @@ def markdown(doc: dict) -> str:
     for r in doc["rows"]:
         by_suite[r["suite"]].append(r)
     for suite, rows in by_suite.items():
-        parts += ["", f"## {suite}", "", table(rows)]
+        parts += ["", f"## {suite}", "", table(_by_case(rows))]
     return "\n".join(parts) + "\n"
 
 

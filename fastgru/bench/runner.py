@@ -179,6 +179,13 @@ def run(cases: list[Case], device, budget_s: float | None = None, progress=None,
             _free(torch.device(device))
     if progress is not None:
         progress(len(cases) - len(not_run), len(cases), None)
+    # A case may run in parts (compile-only parts come last): speedups across all rows of an id.
+    baselines = {c.id: c.baselines for c in cases}
+    by_id = {}
+    for r in rows:
+        by_id.setdefault(r["case_id"], []).append(r)
+    for case_id, group in by_id.items():
+        _speedups(group, baselines[case_id])
     info = {
         "cases": len(cases), "cases_run": len(cases) - len(not_run), "budget_s": budget_s,
         "stopped_by_budget": bool(not_run), "cases_not_run": not_run,
