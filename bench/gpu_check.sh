@@ -17,7 +17,8 @@ QUICK_DIR="$(mktemp -d)"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 LOG="$OUT/gpu_check.log"
-exec > >(tee "$LOG") 2>&1
+
+main() {
 start=$SECONDS
 
 echo "== machine"
@@ -69,3 +70,7 @@ if [ -n "$full_json" ]; then
 fi
 echo "== done in $((SECONDS - start))s; files in $OUT:"
 ls -la "$OUT"
+}
+
+# A pipeline (not exec + process substitution) so the script waits for the log to be complete.
+main 2>&1 | tee "$LOG"

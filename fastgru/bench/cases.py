@@ -69,7 +69,11 @@ def _short(v):
 
 def _show(k, v, shape) -> bool:
     """Case ids leave out the defaults (input size = hidden, one layer, one direction, padded)."""
-    return not ((k == "I" and v == shape.get("H")) or (k == "layers" and v == 1) or (k in ("bidirectional", "packed") and not v))
+    if k == "I":
+        return v != shape.get("H")
+    if k == "layers":
+        return v != 1
+    return bool(v) if k in ("bidirectional", "packed") else True
 
 
 def _gru_shape(B, H, T, layers=1, bidirectional=False, packed=False):

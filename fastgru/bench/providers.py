@@ -92,7 +92,8 @@ class _ReferenceGRU(nn.Module):
         out = []
         for k in range(self.num_layers * D):
             sfx = f"_l{k // D}" + ("_reverse" if k % D else "")
-            out.append(tuple(getattr(self, f"{w}{sfx}", None) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            out.append(tuple(getattr(self, f"{w}{sfx}", None) for w in names))
         return out
 
     def forward(self, x, h0):
@@ -121,7 +122,9 @@ def _gru_inputs(case: Case, device, copies: int):
     s, dtype = case.shape, case.torch_dtype
     D = 2 if s["bidirectional"] else 1
     gen = torch.Generator().manual_seed(case.seed)
-    src = nn.GRU(s["I"], s["H"], s["layers"], bidirectional=s["bidirectional"])
+    with torch.random.fork_rng(devices=[]):  # the same weights on every run of this case
+        torch.manual_seed(case.seed)
+        src = nn.GRU(s["I"], s["H"], s["layers"], bidirectional=s["bidirectional"])
     src = src.to(device=device, dtype=dtype)
     lengths = None
     if s["packed"]:
@@ -248,7 +251,10 @@ def gru_setup(case: Case, device, copies: int = 1) -> Setup:
 def cell_setup(case: Case, device, copies: int = 1) -> Setup:
     s, dtype = case.shape, case.torch_dtype
     gen = torch.Generator().manual_seed(case.seed)
-    src = nn.GRUCell(s["I"], s["H"]).to(device=device, dtype=dtype)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(case.seed)
+        src = nn.GRUCell(s["I"], s["H"])
+    src = src.to(device=device, dtype=dtype)
     sets = [
         (torch.randn(s["B"], s["I"], generator=gen).to(device, dtype),
          (0.5 * torch.randn(s["B"], s["H"], generator=gen)).to(device, dtype))

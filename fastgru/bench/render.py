@@ -229,9 +229,11 @@ def write_index(results_dir) -> Path:
             latest[key] = (env, f, doc)
     lines = [INDEX_INTRO, "## Latest run per device", ""]
     if not latest:
-        lines.append("No runs committed yet. Run `bash bench/gpu_check.sh` on a GPU, then commit its JSON and Markdown here.")
+        lines.append("No runs committed yet. Run `bash bench/gpu_check.sh` on a GPU, then commit its JSON, "
+                     "Markdown and plots here (see bench/README.md).")
     else:
-        lines += ["| device | date | commit | torch | triton | CUDA | rows ok/all | report |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["| device | date | commit | torch | triton | CUDA | rows ok/all | report |",
+                  "|---|---|---|---|---|---|---|---|"]
         for key, (env, f, doc) in sorted(latest.items()):
             rows = doc.get("rows", [])
             ok = sum(r.get("status") == "ok" for r in rows)
