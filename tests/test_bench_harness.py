@@ -230,7 +230,9 @@ def test_compare(doc, tmp_path, capsys):
     old = json.loads(json.dumps(doc))
     new = json.loads(json.dumps(doc))
     ok_new = next(r for r in new["rows"] if r["status"] == "ok")
-    ok_new["median_ms"] = ok_new["median_ms"] * 2
+    for k in ("median_ms", "p20_ms", "p80_ms"):
+        ok_new[k] = ok_new[k] * 2
+    ok_new["p20_ms"] = max(ok_new["p20_ms"], next(r for r in old["rows"] if r["status"] == "ok")["p80_ms"] * 1.01)
     extra = dict(ok_new, provider="extra")
     new["rows"].append(extra)
     by_provider = {e["provider"]: e for e in compare.compare(old, new)}
@@ -238,6 +240,10 @@ def test_compare(doc, tmp_path, capsys):
     assert by_provider["fastgru"]["verdict"] == "same status"
     assert by_provider["extra"]["verdict"] == "new"
     assert compare.compare(old, old)[1]["verdict"] == "same"
+    noisy = json.loads(json.dumps(old))
+    r = next(r for r in noisy["rows"] if r["status"] == "ok")
+    r.update(median_ms=r["median_ms"] * 1.5, p20_ms=r["p20_ms"] * 0.5, p80_ms=r["p80_ms"] * 3)
+    assert "noise" in compare.compare(old, noisy)[1]["verdict"]
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(old))
     b.write_text(json.dumps(new))

@@ -14,7 +14,8 @@ def _key(r: dict) -> tuple:
 def compare(old: dict, new: dict, threshold: float = 0.05) -> list[dict]:
     """One entry per row in either file: old and new median, ratio new/old, and a verdict.
 
-    verdict: faster / slower (beyond ``threshold``), same, new, gone, or the status change.
+    verdict: faster / slower (beyond ``threshold``; flagged when the p20-p80 ranges still overlap),
+    same, new, gone, or the status change.
     """
     olds = {_key(r): r for r in old["rows"]}
     news = {_key(r): r for r in new["rows"]}
@@ -35,8 +36,17 @@ def compare(old: dict, new: dict, threshold: float = 0.05) -> list[dict]:
             entry["ratio"] = n["median_ms"] / o["median_ms"]
             entry["verdict"] = ("slower" if entry["ratio"] > 1 + threshold
                                 else "faster" if entry["ratio"] < 1 - threshold else "same")
+            if entry["verdict"] != "same" and _overlap(o, n):
+                entry["verdict"] += " (p20-p80 overlap: noise?)"
         out.append(entry)
     return out
+
+
+def _overlap(o: dict, n: dict) -> bool:
+    """Do the two rows' p20-p80 ranges overlap (then a change of the median may be noise)?"""
+    if None in (o.get("p20_ms"), o.get("p80_ms"), n.get("p20_ms"), n.get("p80_ms")):
+        return False
+    return n["p20_ms"] <= o["p80_ms"] and o["p20_ms"] <= n["p80_ms"]
 
 
 def markdown(old: dict, new: dict, threshold: float = 0.05) -> str:

@@ -163,7 +163,7 @@ def plot_attention_memory(doc: dict, path) -> Path | None:
             if r["op"] != op:
                 continue
             s = r["shape"]
-            tq = "Tq=T" if s.get("Tq", 1) == s["T"] and s.get("Tq") else f"Tq={s.get('Tq', '-')}"
+            tq = "" if "Tq" not in s else ("Tq=T" if s["Tq"] == s["T"] else f"Tq={s['Tq']}")
             lines[(r["provider"], r["mode"], r["dtype"], s["N"], tq)].append((s["T"], r["peak_mem_bytes"] / 2**20))
         for (prov, mode, dtype, N, tq), pts in sorted(lines.items()):
             pts.sort()
