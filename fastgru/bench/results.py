@@ -43,13 +43,17 @@ def _run(cmd: list[str]) -> str | None:
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str:
-    """Short commit of the working tree ('+dirty' when it has changes), or 'nogit'."""
-    cwd = str(repo) if repo else None
-    commit = _run(["git", "-C", cwd or ".", "rev-parse", "--short=10", "HEAD"])
-    if not commit:
-        return "nogit"
-    dirty = _run(["git", "-C", cwd or ".", "status", "--porcelain", "--untracked-files=no"])
-    return commit + ("+dirty" if dirty else "")
+    """Short commit of fastgru's checkout ('+dirty' when it has changes), or 'nogit'.
+
+    Looks where the package lives first (an editable install), then in the current directory.
+    """
+    places = [str(repo)] if repo else [str(Path(__file__).resolve().parents[2]), "."]
+    for cwd in places:
+        commit = _run(["git", "-C", cwd, "rev-parse", "--short=10", "HEAD"])
+        if commit:
+            dirty = _run(["git", "-C", cwd, "status", "--porcelain", "--untracked-files=no"])
+            return commit + ("+dirty" if dirty else "")
+    return "nogit"
 
 
 def cpu_name() -> str:
