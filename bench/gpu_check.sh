@@ -4,7 +4,7 @@
 # Prints nvidia-smi and versions, installs fastgru in place (offline), runs the whole test suite
 # on CUDA, then the quick sweep and the full sweep, all inside about 8 minutes
 # (GPU_CHECK_BUDGET_S), and copies at most 8 files, flat, into $OUT:
-#   gpu_check.log  pytest.log  quick.json  quick.md  <full>.json  <full>.md  <full>-gru-speedup.png
+#   gpu_check.log  pytest.log  quick.json  barrier_floor.json  <full>.json  <full>.md  <full>-gru-speedup.png
 #   <full>-attention-memory.png
 # The full sweep stops starting new cases when its share of the budget is spent, and its JSON says so.
 set -u
@@ -51,9 +51,11 @@ echo "== quick sweep"
 python3 -m bench --quick --out "$QUICK_DIR" --no-plots
 quick_json=$(ls "$QUICK_DIR"/*/*.json 2>/dev/null | head -n 1)
 if [ -n "$quick_json" ]; then
-  cp "$quick_json" "$OUT/quick.json"
-  cp "${quick_json%.json}.md" "$OUT/quick.md"
+  cp "$quick_json" "$OUT/quick.json"   # its table is in gpu_check.log
 fi
+
+echo "== grid-barrier floor (the persistent strategy's per-step minimum)"
+timeout 60 python3 bench/barrier_floor.py --out "$OUT" || echo "barrier_floor failed or timed out"
 
 left=$(( BUDGET - (SECONDS - start) - 40 ))
 if [ "$left" -lt 30 ]; then left=30; fi
