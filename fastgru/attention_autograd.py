@@ -69,6 +69,16 @@ def _delta(out, d_out, probs, d_probs, cdt):
 # ------------------------------------------------------------------------------ additive
 
 
+def _forward_buffers(N, Tq, T, D, cdt, device, need_weights):
+    """Outputs of a fused attention forward and its grid (N, query blocks, value blocks).
+    The context is kept in the compute dtype: the backward's delta = dO . O needs it."""
+    out = new_empty((N, Tq, D), cdt, device)
+    lse = new_empty((N, Tq), cdt, device)
+    scores = new_empty((N, Tq, T), cdt, device) if need_weights else None
+    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]), triton.cdiv(D, m["BLOCK_D"]))  # noqa: E731
+    return out, lse, scores, grid
+
+
 def additive_forward(qp, kp, w, values, lengths, mask, need_weights):
     """qp (N, Tq, A), kp (N, T, A), w (A,), values (N, T, D) -> (out (N, Tq, D), lse (N, Tq),
     probabilities (N, Tq, T) or None), all in the compute dtype (float32, or float64)."""
@@ -76,11 +86,8 @@ def additive_forward(qp, kp, w, values, lengths, mask, need_weights):
     N, Tq, A = qp.shape
     T, D = values.shape[1], values.shape[2]
     cdt, CDT, DOT_DT, prec = _types(values.dtype)
-    out = new_empty((N, Tq, D), cdt, values.device)  # compute dtype: delta = dO . O needs it
-    lse = new_empty((N, Tq), cdt, values.device)
-    scores = new_empty((N, Tq, T), cdt, values.device) if need_weights else None
+    out, lse, scores, grid = _forward_buffers(N, Tq, T, D, cdt, values.device, need_weights)
     mask_u8, s_mn, s_mt = _mask_args(mask)
-    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]), triton.cdiv(D, m["BLOCK_D"]))  # noqa: E731
     _launch(
         KA.additive_fwd, KA.additive_configs, (Tq, T, A, D), grid,
         qp, kp, w, values, lengths, mask_u8, out, lse, scores, Tq, T, A, D,
@@ -147,11 +154,8 @@ def dot_forward(q, k, values, lengths, mask, scale, need_weights):
     N, Tq, K = q.shape
     T, D = values.shape[1], values.shape[2]
     cdt, CDT, DOT_DT, prec = _types(values.dtype)
-    out = new_empty((N, Tq, D), cdt, values.device)  # compute dtype: delta = dO . O needs it
-    lse = new_empty((N, Tq), cdt, values.device)
-    scores = new_empty((N, Tq, T), cdt, values.device) if need_weights else None
+    out, lse, scores, grid = _forward_buffers(N, Tq, T, D, cdt, values.device, need_weights)
     mask_u8, s_mn, s_mt = _mask_args(mask)
-    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]), triton.cdiv(D, m["BLOCK_D"]))  # noqa: E731
     _launch(
         KD.dot_fwd, KD.dot_configs, (Tq, T, K, D), grid,
         q, k, values, lengths, mask_u8, out, lse, scores, Tq, T, K, D, float(scale),
