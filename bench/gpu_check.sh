@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The one command for a lent GPU (torch and triton already installed there, no network):
 #   bash bench/gpu_check.sh
-# Prints nvidia-smi and versions, installs fastgru in place (offline), runs the whole test suite
-# on CUDA, then the quick sweep and the full sweep, all inside about 8 minutes
-# (GPU_CHECK_BUDGET_S), and copies at most 8 files, flat, into $OUT:
-#   gpu_check.log  pytest.log  quick.json  barrier_floor.json  <full>.json  <full>.md  <full>-gru-speedup.png
-#   <full>-attention-memory.png
+# Prints nvidia-smi and versions, installs fastgru in place (offline), runs the GPU tests, then
+# the rest of the suite on CUDA (pytest-xdist when present; one line per test, so a run cut
+# short by its limit still shows what passed), the grid-barrier floor, the strategy table
+# (every recurrence strategy beside nn.GRU at the goal shapes; persistent in its own process,
+# since a barrier that never opens would hang it), the quick sweep and the full sweep, all inside
+# GPU_CHECK_BUDGET_S, and copies at most 8 files, flat, into $OUT:
+#   gpu_check.log  pytest.log  barrier_floor.json  strategies-*.json (2)  quick.json
+#   <full>.json  <full>.md        (plots: regenerate from the JSON with fastgru.bench.render)
 # The full sweep stops starting new cases when its share of the budget is spent, and its JSON says so.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/fastgru-gpu-check}"
 BUDGET="${GPU_CHECK_BUDGET_S:-480}"
 TEST_LIMIT="${GPU_CHECK_TEST_S:-150}"
+REST_LIMIT="${GPU_CHECK_REST_S:-90}"
+STRATEGY_LIMIT="${GPU_CHECK_STRATEGY_S:-150}"
+PERSISTENT_LIMIT="${GPU_CHECK_PERSISTENT_S:-60}"
 RESULTS="${RESULTS_DIR:-bench/results}"
 QUICK_DIR="$(mktemp -d)"
 mkdir -p "$OUT"
@@ -42,30 +48,46 @@ if [ -z "${GPU_CHECK_SKIP_INSTALL:-}" ]; then
 fi
 python3 -c "import fastgru, fastgru.kernels, fastgru.bench; print('fastgru', fastgru.__version__, 'from', fastgru.__file__)"
 
-echo "== tests on CUDA (at most ${TEST_LIMIT}s; log in pytest.log)"
-timeout "$TEST_LIMIT" python3 -m pytest -q --no-header -p no:cacheprovider > "$OUT/pytest.log" 2>&1
-echo "pytest exit code $? (124 = stopped at ${TEST_LIMIT}s)"
-tail -n 15 "$OUT/pytest.log"
+XDIST=""
+python3 -c "import xdist" 2>/dev/null && XDIST="-n ${GPU_CHECK_WORKERS:-8}"
+echo "== GPU tests on CUDA (at most ${TEST_LIMIT}s; log in pytest.log)"
+timeout "$TEST_LIMIT" python3 -m pytest $XDIST -m gpu -rfE -v --tb=short --no-header -p no:cacheprovider > "$OUT/pytest.log" 2>&1
+echo "pytest -m gpu exit code $? (124 = stopped at ${TEST_LIMIT}s)"
+grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40
+tail -n 3 "$OUT/pytest.log"
 
-echo "== quick sweep"
-python3 -m bench --quick --out "$QUICK_DIR" --no-plots
-quick_json=$(ls "$QUICK_DIR"/*/*.json 2>/dev/null | head -n 1)
-if [ -n "$quick_json" ]; then
-  cp "$quick_json" "$OUT/quick.json"   # its table is in gpu_check.log
-fi
+echo "== the rest of the suite on CUDA (at most ${REST_LIMIT}s; appended to pytest.log)"
+timeout "$REST_LIMIT" python3 -m pytest $XDIST -m "not gpu" -rfE -v --tb=short --no-header -p no:cacheprovider >> "$OUT/pytest.log" 2>&1
+echo "pytest -m 'not gpu' exit code $? (124 = stopped at ${REST_LIMIT}s)"
+tail -n 3 "$OUT/pytest.log"
 
 echo "== grid-barrier floor (the persistent strategy's per-step minimum)"
 timeout 60 python3 bench/barrier_floor.py --out "$OUT" || echo "barrier_floor failed or timed out"
+
+echo "== strategy table (rows, stepwise; then persistent alone)"
+timeout "$STRATEGY_LIMIT" python3 bench/strategy_table.py --out "$OUT" --strategies rows,stepwise \
+  || echo "strategy table (rows, stepwise) failed or timed out"
+timeout "$PERSISTENT_LIMIT" python3 bench/strategy_table.py --out "$OUT" --strategies persistent \
+  || echo "strategy table (persistent) failed or timed out"
+
+if [ -z "${GPU_CHECK_SKIP_QUICK:-}" ]; then
+  echo "== quick sweep"
+  timeout 120 python3 -m bench --quick --out "$QUICK_DIR" --no-plots
+  quick_json=$(ls "$QUICK_DIR"/*/*.json 2>/dev/null | head -n 1)
+  if [ -n "$quick_json" ]; then
+    cp "$quick_json" "$OUT/quick.json"   # its table is in gpu_check.log
+  fi
+fi
 
 left=$(( BUDGET - (SECONDS - start) - 40 ))
 if [ "$left" -lt 30 ]; then left=30; fi
 echo "== full sweep (new cases start for ${left}s)"
 before=$(ls "$RESULTS"/*/*.json 2>/dev/null | sort)
-python3 -m bench --out "$RESULTS" --budget-s "$left"
+python3 -m bench --out "$RESULTS" --budget-s "$left" --no-plots
 full_json=$(comm -13 <(echo "$before") <(ls "$RESULTS"/*/*.json 2>/dev/null | sort) | head -n 1)
 if [ -n "$full_json" ]; then
   stem="${full_json%.json}"
-  for f in "$full_json" "$stem.md" "$stem-gru-speedup.png" "$stem-attention-memory.png"; do
+  for f in "$full_json" "$stem.md"; do
     [ -f "$f" ] && cp "$f" "$OUT/"
   done
   echo "full run: $full_json (commit it with its .md and .png files and $RESULTS/README.md)"

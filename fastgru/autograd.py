@@ -34,11 +34,14 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _dot_options(w: torch.Tensor) -> dict:
-    """Matmul precision inside the kernels. fp32 follows cuDNN's flag, as nn.GRU does (tf32 when
-    torch.backends.cudnn.allow_tf32); bf16/fp16 feed the tensor cores directly, fp32 accumulate."""
+def _dot_options(w: torch.Tensor, cell: bool = False) -> dict:
+    """Matmul precision inside the kernels. fp32 follows the flag of the PyTorch module it
+    replaces: the layer follows cuDNN's (torch.backends.cudnn.allow_tf32), as nn.GRU does; the
+    cell follows cuBLAS's (torch.backends.cuda.matmul.allow_tf32, off by default), as nn.GRUCell
+    does. bf16/fp16 feed the tensor cores directly, fp32 accumulate."""
     lowp = w.dtype in _LOWP and not backend.INTERPRET
-    tf32 = w.is_cuda and w.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    allow = torch.backends.cuda.matmul.allow_tf32 if cell else torch.backends.cudnn.allow_tf32
+    tf32 = w.is_cuda and w.dtype == torch.float32 and allow
     return {"MMA_LOWP": lowp, "DOT_PRECISION": "tf32" if tf32 else "ieee"}
 
 
@@ -253,7 +256,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, save):
         x, h, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, out, gates,
         B, I, H, x.stride(0), h.stride(0), out.stride(0),
         HAS_BIAS=has_bias, SAVE=save, num_warps=plan.num_warps,
-        **_dot_options(w_hh), **plan.blocks(),
+        **_dot_options(w_hh, cell=True), **plan.blocks(),
     )
     return out, gates
 

@@ -16,7 +16,7 @@ import triton.language as tl
 
 # Below this |x|, tanh(x) is its Taylor series (accurate to fp64 precision); above it the
 # exp form, whose 1 - e^(-2|x|) would cancel for tiny |x|.
-TANH_SERIES_BELOW = 0.0625
+TANH_SERIES_BELOW = tl.constexpr(0.0625)
 
 
 @triton.jit

@@ -54,6 +54,7 @@ def _bwd_gates_block(
     p_dgx = dgx_ptr + o_b[:, None] * stride_dgx_b + i_d * 3 * H + o_n[None, :]
     p_dgh = dgh_ptr + row * 3 * H + o_n[None, :]
     p_dgh_pad = dgh_ptr + ((i_d * T + s) * B + o_b[:, None]) * 3 * H + o_n[None, :]
+    t_pad = tl.zeros_like(t) + s  # int64: s * stride would be an int32 product
     for g in tl.static_range(3):
         if g == 0:
             gx_val = da_r
@@ -65,7 +66,7 @@ def _bwd_gates_block(
             gx_val = da_n
             gh_val = da_n * r
         tl.store(p_dgx + t[:, None] * stride_dgx_t + g * H, gx_val.to(dgx_ptr.dtype.element_ty), mask=m_live)
-        tl.store(p_dgx + s * stride_dgx_t + g * H, zero.to(dgx_ptr.dtype.element_ty), mask=m_pad)
+        tl.store(p_dgx + t_pad[:, None] * stride_dgx_t + g * H, zero.to(dgx_ptr.dtype.element_ty), mask=m_pad)
         tl.store(p_dgh + g * H, gh_val, mask=m_live)
         tl.store(p_dgh_pad + g * H, zero, mask=m_pad)
 

@@ -38,7 +38,7 @@ def dot_acc(a, b, acc, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr):
     interpreter's bf16 arithmetic is wrong, so it always takes this path)."""
     if MMA_LOWP:
         return tl.dot(a.to(b.dtype), b, acc)
-    return tl.dot(a, b.to(acc.dtype), acc, input_precision=DOT_PRECISION)
+    return tl.dot(a, b.to(acc.dtype), acc, input_precision=DOT_PRECISION, out_dtype=acc.dtype)
 
 
 @triton.jit

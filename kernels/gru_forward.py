@@ -90,7 +90,8 @@ def fwd_finish(
     p_out = out_ptr + o_b[:, None] * stride_out_b + i_d * H + o_n[None, :]
     tl.store(p_out + t[:, None] * stride_out_t, h_new.to(out_ptr.dtype.element_ty), mask=m_live)
     m_pad = m_tile & ~live[:, None]
-    tl.store(p_out + s * stride_out_t, tl.zeros_like(h_new).to(out_ptr.dtype.element_ty), mask=m_pad)
+    t_pad = tl.zeros_like(t) + s  # int64: s * stride would be an int32 product
+    tl.store(p_out + t_pad[:, None] * stride_out_t, tl.zeros_like(h_new).to(out_ptr.dtype.element_ty), mask=m_pad)
     if SAVE:
         # hprev past a row's length is zero so the dW_hh GEMM over all (t, b) needs no mask.
         row = (i_d * T + t[:, None]) * B + o_b[:, None]

@@ -1,0 +1,131 @@
+"""Every GRU recurrence strategy side by side with nn.GRU (cuDNN), at the shapes the dispatcher
+must choose between. CUDA only:
+
+    python bench/strategy_table.py --out DIR [--strategies rows,stepwise] [--T 512]
+
+For each (dtype, mode, H, B) it checks each strategy's output against a float64 cuDNN run
+(a failing strategy is recorded, not timed), times it with triton.testing.do_bench (median of
+device-event timings, L2 cleared between repetitions) and writes DIR/strategies-<names>.json
+with the environment, every row and its ratio to nn.GRU. The dispatcher's table is read off
+these files; a strategy that cannot hold a shape (persistent) is recorded as skipped.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def _step(module, x, mode):
+    if mode == "inference":
+        def run():
+            with torch.no_grad():
+                return module(x)[0]
+        return run
+    grad = torch.randn(x.shape[0], x.shape[1], module.hidden_size, device=x.device, dtype=x.dtype)
+    xg = x.detach().requires_grad_()
+
+    def run():
+        out = module(xg)[0]
+        out.backward(grad)
+        return out
+    return run
+
+
+def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms):
+    import triton.testing
+
+    import fastgru
+    from fastgru.dispatch import plan_gru
+    from fastgru.testing import rel_error, tolerance
+
+    rows = []
+    for dname, mode, H, B in ((d, m, h, b) for d in dtypes for m in modes for h in hiddens for b in batches):
+        dtype = DTYPES[dname]
+        torch.manual_seed(H * 1000 + B)
+        ref = nn.GRU(H, H).cuda().to(dtype)
+        x = torch.randn(T, B, H, device="cuda", dtype=dtype)
+        with torch.no_grad():
+            gold = ref.double()(x.double())[0]
+            ref.to(dtype)
+        tf32 = dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+        limit = tolerance(dtype, tf32)
+        for name in ("nn.GRU", *strategies):
+            row = dict(dtype=dname, mode=mode, H=H, B=B, T=T, provider=name)
+            t0 = time.perf_counter()
+            try:
+                if name == "nn.GRU":
+                    module = ref
+                else:
+                    plan = plan_gru(B, H, 1, "cuda", name, dtype)
+                    row["plan"] = plan.__dict__
+                    module = fastgru.GRU(H, H, strategy=name).cuda().to(dtype)
+                    module.load_state_dict(ref.state_dict())
+                step = _step(module, x, mode)
+                out = step()
+                torch.cuda.synchronize()
+                row["first_call_s"] = round(time.perf_counter() - t0, 3)
+                row["rel_error"] = rel_error(out, gold)
+                if not row["rel_error"] <= limit:
+                    row.update(status="failed", error=f"rel error {row['rel_error']:.3e} over {limit:.1e}")
+                else:
+                    med, p20, p80 = triton.testing.do_bench(step, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
+                    row.update(status="ok", ms=med, p20_ms=p20, p80_ms=p80, us_per_step=1000 * med / T)
+            except ValueError as exc:  # the strategy cannot hold this shape
+                row.update(status="skipped", error=str(exc)[:300])
+            except Exception as exc:  # noqa: BLE001 - recorded, the table goes on
+                row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            rows.append(row)
+            print(_line(row), flush=True)
+        base = next((r for r in rows[-1 - len(strategies):] if r["provider"] == "nn.GRU" and r["status"] == "ok"), None)
+        for r in rows[-len(strategies):]:
+            if base and r.get("status") == "ok":
+                r["speedup_vs_nn_gru"] = base["ms"] / r["ms"]
+    return rows
+
+
+def _line(r):
+    t = f"{r['ms']:9.3f} ms" if r.get("status") == "ok" else f"{r.get('status'):>12}"
+    err = f"{r['rel_error']:.2e}" if "rel_error" in r else "-"
+    return f"{r['dtype']:5} {r['mode']:9} H{r['H']:<5} B{r['B']:<4} {r['provider']:10} {t}  err {err}  {r.get('error', '')[:120]}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--strategies", default="rows,stepwise")
+    p.add_argument("--dtypes", default="bf16,fp32")
+    p.add_argument("--modes", default="inference,training")
+    p.add_argument("--hiddens", default="256,512,1024")
+    p.add_argument("--batches", default="1,8,32,128")
+    p.add_argument("--T", type=int, default=512)
+    p.add_argument("--warmup-ms", type=float, default=10.0)
+    p.add_argument("--rep-ms", type=float, default=50.0)
+    a = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("strategy_table: needs a CUDA device", file=sys.stderr)
+        return 2
+    from fastgru.bench.results import environment
+
+    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
+    strategies = a.strategies.split(",")
+    rows = measure(a.dtypes.split(","), a.modes.split(","), ints(a.hiddens), ints(a.batches), a.T,
+                   strategies, a.warmup_ms, a.rep_ms)
+    doc = {"env": environment(torch.device("cuda")), "command": " ".join(sys.argv),
+           "tf32_cudnn": torch.backends.cudnn.allow_tf32, "rows": rows}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"strategies-{'-'.join(strategies)}.json"
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
