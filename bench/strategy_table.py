@@ -38,7 +38,24 @@ def _step(module, x, mode):
     return run
 
 
-def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms):
+def _with_warps(plan, num_warps):
+    """An experiment: the dispatcher's persistent plan with another warp count (patched in)."""
+    import dataclasses
+
+    from fastgru import autograd, dispatch
+
+    plan = dataclasses.replace(plan, num_warps=num_warps)
+    original = dispatch.plan_gru
+
+    def patched(B, H, D, device, strategy=None, dtype=torch.float32):
+        p = original(B, H, D, device, strategy, dtype)
+        return dataclasses.replace(p, num_warps=num_warps) if p.strategy == "persistent" else p
+
+    autograd.plan_gru = patched
+    return plan
+
+
+def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, num_warps=None, save=None):
     import triton.testing
 
     import fastgru
@@ -49,11 +66,12 @@ def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms):
     for dname, mode, H, B in ((d, m, h, b) for d in dtypes for m in modes for h in hiddens for b in batches):
         dtype = DTYPES[dname]
         torch.manual_seed(H * 1000 + B)
-        ref = nn.GRU(H, H).cuda().to(dtype)
+        ref = nn.GRU(H, H).cuda()
         x = torch.randn(T, B, H, device="cuda", dtype=dtype)
         with torch.no_grad():
             gold = ref.double()(x.double())[0]
-            ref.to(dtype)
+        ref.to(dtype)
+        ref.flatten_parameters()  # one contiguous weight buffer, as cuDNN wants (no per-call copy)
         tf32 = dtype == torch.float32 and torch.backends.cudnn.allow_tf32
         limit = tolerance(dtype, tf32)
         for name in ("nn.GRU", *strategies):
@@ -64,6 +82,8 @@ def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms):
                     module = ref
                 else:
                     plan = plan_gru(B, H, 1, "cuda", name, dtype)
+                    if num_warps and name == "persistent":
+                        plan = _with_warps(plan, num_warps)
                     row["plan"] = plan.__dict__
                     module = fastgru.GRU(H, H, strategy=name).cuda().to(dtype)
                     module.load_state_dict(ref.state_dict())
@@ -83,6 +103,8 @@ def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms):
                 row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
             rows.append(row)
             print(_line(row), flush=True)
+            if save is not None:
+                save(rows)
         base = next((r for r in rows[-1 - len(strategies):] if r["provider"] == "nn.GRU" and r["status"] == "ok"), None)
         for r in rows[-len(strategies):]:
             if base and r.get("status") == "ok":
@@ -107,6 +129,8 @@ def main(argv=None):
     p.add_argument("--T", type=int, default=512)
     p.add_argument("--warmup-ms", type=float, default=10.0)
     p.add_argument("--rep-ms", type=float, default=50.0)
+    p.add_argument("--num-warps", type=int, default=None, help="experiment: persistent plans with this many warps")
+    p.add_argument("--tag", default="", help="appended to the file name")
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("strategy_table: needs a CUDA device", file=sys.stderr)
@@ -115,14 +139,19 @@ def main(argv=None):
 
     ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
     strategies = a.strategies.split(",")
-    rows = measure(a.dtypes.split(","), a.modes.split(","), ints(a.hiddens), ints(a.batches), a.T,
-                   strategies, a.warmup_ms, a.rep_ms)
-    doc = {"env": environment(torch.device("cuda")), "command": " ".join(sys.argv),
-           "tf32_cudnn": torch.backends.cudnn.allow_tf32, "rows": rows}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"strategies-{'-'.join(strategies)}.json"
-    path.write_text(json.dumps(doc, indent=1))
+    path = out / f"strategies-{'-'.join(strategies)}{a.tag}.json"
+    env = environment(torch.device("cuda"))
+
+    def save(rows):  # after every row, so a run cut short by its time limit keeps what it measured
+        doc = {"env": env, "command": " ".join(sys.argv), "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+               "num_warps_override": a.num_warps, "rows": rows}
+        path.write_text(json.dumps(doc, indent=1))
+
+    rows = measure(a.dtypes.split(","), a.modes.split(","), ints(a.hiddens), ints(a.batches), a.T,
+                   strategies, a.warmup_ms, a.rep_ms, a.num_warps, save)
+    save(rows)
     print(f"wrote {path}")
     return 0
 
