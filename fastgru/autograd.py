@@ -35,14 +35,19 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _dot_options(w: torch.Tensor, cell: bool = False) -> dict:
-    """Matmul precision inside the kernels. fp32 follows the flag of the PyTorch module it
-    replaces: the layer follows cuDNN's (torch.backends.cudnn.allow_tf32), as nn.GRU does; the
-    cell follows cuBLAS's (torch.backends.cuda.matmul.allow_tf32, off by default), as nn.GRUCell
-    does. bf16/fp16 feed the tensor cores directly, fp32 accumulate."""
+    """Matmul precision inside the kernels; bf16/fp16 feed the tensor cores directly, fp32
+    accumulate. fp32 follows the flag of the PyTorch module it replaces, never less accurate:
+      layer  torch.backends.cudnn.allow_tf32 (nn.GRU's flag). cuDNN decides per shape whether it
+             really uses TF32 (measured on an H100: full fp32 at T=96, I=64, H=256), so the layer
+             takes 3xTF32 ("tf32x3": tensor cores, fp32-level error) rather than plain TF32,
+             which would be 1000x worse than nn.GRU wherever cuDNN stayed in fp32.
+      cell   torch.backends.cuda.matmul.allow_tf32 (nn.GRUCell runs through cuBLAS, which
+             follows it; off by default): plain TF32 exactly when cuBLAS uses it."""
     lowp = w.dtype in _LOWP and not backend.INTERPRET
     allow = torch.backends.cuda.matmul.allow_tf32 if cell else torch.backends.cudnn.allow_tf32
     tf32 = w.is_cuda and w.dtype == torch.float32 and allow
-    return {"MMA_LOWP": lowp, "DOT_PRECISION": "tf32" if tf32 else "ieee"}
+    precision = ("tf32" if cell else "tf32x3") if tf32 else "ieee"
+    return {"MMA_LOWP": lowp, "DOT_PRECISION": precision}
 
 
 def _time_batch_strides(t: torch.Tensor, batch_first: bool):

@@ -170,7 +170,7 @@ class GRU(nn.Module):
         order = packed.sorted_indices
         if order is not None:
             out = out.index_select(0 if self.batch_first else 1, order.to(out.device))
-            lengths = lengths.index_select(0, order)
+            lengths = lengths.index_select(0, order.to(lengths.device))  # lengths stay on the CPU
         data = pack_padded_sequence(out, lengths, batch_first=self.batch_first, enforce_sorted=True).data
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
 
