@@ -2,6 +2,7 @@
 must choose between. CUDA only:
 
     python bench/strategy_table.py --out DIR [--strategies rows,stepwise] [--T 512]
+    python bench/strategy_table.py --summarize FILE.json ...     (Markdown table, no GPU needed)
 
 For each (dtype, mode, H, B) it checks each strategy's output against a float64 cuDNN run
 (a failing strategy is recorded, not timed), times it with triton.testing.do_bench (median of
@@ -118,9 +119,34 @@ def _line(r):
     return f"{r['dtype']:5} {r['mode']:9} H{r['H']:<5} B{r['B']:<4} {r['provider']:10} {t}  err {err}  {r.get('error', '')[:120]}"
 
 
+def summarize(paths):
+    """Markdown: per (dtype, mode, H, B), each strategy's median and its ratio to the nn.GRU row
+    timed beside it in the same file (cuDNN's own time moves between runs, so never across files)."""
+    cells = {}
+    for path in paths:
+        rows = json.loads(Path(path).read_text())["rows"]
+        base = {}
+        for r in rows:
+            key = (r["dtype"], r["mode"], r["H"], r["B"])
+            if r["provider"] == "nn.GRU" and r.get("status") == "ok":
+                base[key] = r["ms"]
+            elif r.get("status") == "ok" and key in base:
+                cell = cells.setdefault(key, {})
+                cell[r["provider"]] = (r["ms"], base[key] / r["ms"])
+    lines = ["| dtype | mode | H | B | " + " | ".join(s for s in ("persistent", "stepwise", "rows")) + " | best |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(cells, key=lambda k: (k[0], k[1], k[2], k[3])):
+        cell = cells[key]
+        shown = [f"{cell[s][0]:.2f} ms ({cell[s][1]:.2f}x)" if s in cell else "-" for s in ("persistent", "stepwise", "rows")]
+        best = max(cell, key=lambda s: cell[s][1])
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | " + " | ".join(shown) + f" | {best} {cell[best][1]:.2f}x |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True)
+    p.add_argument("--summarize", nargs="+", metavar="JSON", help="print the Markdown summary of these files and exit")
+    p.add_argument("--out")
     p.add_argument("--strategies", default="rows,stepwise")
     p.add_argument("--dtypes", default="bf16,fp32")
     p.add_argument("--modes", default="inference,training")
@@ -132,6 +158,11 @@ def main(argv=None):
     p.add_argument("--num-warps", type=int, default=None, help="experiment: persistent plans with this many warps")
     p.add_argument("--tag", default="", help="appended to the file name")
     a = p.parse_args(argv)
+    if a.summarize:
+        print(summarize(a.summarize))
+        return 0
+    if not a.out:
+        p.error("--out is required")
     if not torch.cuda.is_available():
         print("strategy_table: needs a CUDA device", file=sys.stderr)
         return 2

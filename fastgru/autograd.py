@@ -133,7 +133,7 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
         counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
         persistent.gru_bwd_persistent_kernel[(plan.hidden_blocks, plan.batch_blocks, D)](
             dout, w_hh, lengths, dbuf, hprev, gates, dgx, dgh, counters, T, B, H, D, *d_strides, *g_strides,
-            num_warps=plan.num_warps, launch_cooperative_grid=True, **dot, **blocks,
+            num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **blocks,
         )
     else:
         grid = (plan.batch_blocks, plan.hidden_blocks, D)

@@ -7,10 +7,12 @@
               Spreads a small batch with a large H over the GPU at the price of T launches.
   persistent  grid (hidden blocks, batch blocks, D), all resident; each program keeps its W_hh
               slice in registers for the whole sequence and a grid barrier separates steps.
-              The default on CUDA wherever its plan fits (one wave, resident weights within
-              the register budget): measured on an H100 (bench/results/nvidia-h100-80gb-hbm3/
-              strategies-*.json) it beat rows and stepwise at every goal shape it holds, by 2-10x.
-              Under the interpreter only when forced, and only with a single hidden block.
+              The default on CUDA for bf16/fp16 wherever its plan fits (one wave, resident
+              weights within the register budget): measured on an H100 (bench/results/
+              nvidia-h100-80gb-hbm3/strategies/) it beat rows, stepwise and cuDNN at every goal
+              shape it holds. fp32: opt-in until its 3xTF32 path is GPU-tested (see
+              PERSISTENT_DEFAULT_DTYPES). Under the interpreter only when forced, and only with a
+              single hidden block.
 
 Under the interpreter programs run one after another, so one program per batch block with the
 whole of H in a single tile is cheapest, and tiles need not meet tensor-core minimums.
@@ -31,6 +33,13 @@ STRATEGIES = ("rows", "stepwise", "persistent")
 # SM); to be tuned on the GPU.
 PERSISTENT_REGISTER_BUDGET = 160 * 1024
 
+# Dtypes for which the dispatcher picks `persistent` by itself (where its plan fits). bf16/fp16
+# passed the CUDA parity and bitwise-repeatability tests on an H100 and won every goal shape they
+# hold (bench/results/nvidia-h100-80gb-hbm3/strategies/). fp32 joins once its 3xTF32 path has
+# passed the same tests on a GPU (it was measured only with plain TF32, which the parity contract
+# refuses where cuDNN stays in fp32).
+PERSISTENT_DEFAULT_DTYPES = (torch.bfloat16, torch.float16)
+
 
 @dataclass(frozen=True)
 class GRUPlan:
@@ -41,6 +50,11 @@ class GRUPlan:
     batch_blocks: int
     hidden_blocks: int
     num_warps: int
+    bwd_num_warps: int | None = None  # the backward kernel's, when it differs
+
+    @property
+    def backward_warps(self) -> int:
+        return self.bwd_num_warps or self.num_warps
 
     def blocks(self) -> dict:
         if self.strategy == "persistent":
@@ -60,8 +74,8 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _plan(strategy, B, H, block_b, block_h, block_k, num_warps) -> GRUPlan:
-    return GRUPlan(strategy, block_b, block_h, block_k, _cdiv(B, block_b), _cdiv(H, block_h), num_warps)
+def _plan(strategy, B, H, block_b, block_h, block_k, num_warps, bwd_num_warps=None) -> GRUPlan:
+    return GRUPlan(strategy, block_b, block_h, block_k, _cdiv(B, block_b), _cdiv(H, block_h), num_warps, bwd_num_warps)
 
 
 def _persistent_plan(B, H, D, sms, weight_bytes) -> GRUPlan | None:
@@ -73,8 +87,9 @@ def _persistent_plan(B, H, D, sms, weight_bytes) -> GRUPlan | None:
         grid = _cdiv(H, block_h) * _cdiv(B, block_b) * D
         regs = 3 * hp * block_h * weight_bytes + block_b * hp * 4
         if grid <= sms and regs <= PERSISTENT_REGISTER_BUDGET:
-            # 4 warps: measured 1.2-1.4x faster than 8 at bf16 inference, B 1-8, H 256-1024.
-            return _plan("persistent", B, H, block_b, block_h, hp, 4)
+            # Forward 4 warps: measured 1.2-1.4x faster than 8 (bf16 inference, B 1-8, H 256-1024).
+            # Backward 8: the only count measured for it so far.
+            return _plan("persistent", B, H, block_b, block_h, hp, 4, bwd_num_warps=8)
     return None
 
 
@@ -105,7 +120,7 @@ def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None, dtype=
                 "(grid over one wave or resident weights over the register budget)"
             )
         return plan
-    if strategy is None:
+    if strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES:
         plan = _persistent_plan(B, H, D, sms, torch.finfo(dtype).bits // 8)
         if plan is not None:
             return plan
@@ -115,7 +130,9 @@ def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None, dtype=
     if strategy is None:
         # rows keeps everything in one launch but uses only batch_blocks * D programs; when that
         # leaves most SMs idle and H is large, stepwise's parallelism over H pays for its T launches.
+        # Measured on an H100 (T=512, B 1-128): rows wins at H=256 (1.0-2.2x), stepwise from
+        # H=512 (1.3-10x).
         idle = _cdiv(B, block_b) * D * 4 < sms
-        strategy = "stepwise" if idle and H >= 256 else "rows"
+        strategy = "stepwise" if idle and H >= 512 else "rows"
     num_warps = 4 if block_b * block_h <= 1024 else 8
     return _plan(strategy, B, H, block_b, block_h, block_h, num_warps)
