@@ -56,14 +56,11 @@ def _mask_args(mask):
     return mask.view(torch.uint8), mask.stride(0), mask.stride(1)
 
 
-def _delta(out, d_out, probs, d_probs, cdt):
-    """delta_i = sum_d dO_id O_id (+ sum_j p_ij dprob_ij when the weights have a gradient)."""
-    delta = (d_out.to(cdt) * out.to(cdt)).sum(-1)
-    dprob = None
-    if d_probs is not None:
-        dprob = d_probs.to(cdt).contiguous()
-        delta = delta + (probs * dprob).sum(-1)
-    return delta.contiguous(), dprob
+def _backward_buffers(N, Tq, d_probs, cdt, device):
+    """delta [N, Tq] (written by the query-block kernel, read by the key-block kernel) and the
+    weights' gradient in the compute dtype (or None)."""
+    dprob = d_probs.to(cdt).contiguous() if d_probs is not None else None
+    return new_empty((N, Tq), cdt, device), dprob
 
 
 # ------------------------------------------------------------------------------ additive
@@ -98,28 +95,29 @@ def additive_forward(qp, kp, w, values, lengths, mask, need_weights):
     return out, lse, probs
 
 
-def additive_backward(qp, kp, w, values, lengths, mask, out, lse, probs, d_out, d_probs, need_dqp):
+def additive_backward(qp, kp, w, values, lengths, mask, lse, d_out, d_probs, need_dqp):
     """Gradients (dqp or None, dkp, dw, dvalues) in the inputs' dtypes."""
     KA = _k()[0]
     N, Tq, A = qp.shape
     T, D = values.shape[1], values.shape[2]
     cdt, CDT, DOT_DT, prec = _types(values.dtype)
-    delta, dprob = _delta(out, d_out, probs, d_probs, cdt)
+    delta, dprob = _backward_buffers(N, Tq, d_probs, cdt, values.device)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     common = (qp, kp, w, values, lengths, mask_u8, d_out, lse, delta, dprob)
     strides = (*qp.stride(), *kp.stride(), w.stride(0), *values.stride(), s_mn, s_mt, *d_out.stride())
     meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
     shape = (Tq, T, A, D)
+    # Query blocks first: they write delta, which the key-block kernel reads.
+    dqp = new_empty((N, Tq, A), cdt, values.device) if need_dqp else None
+    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
+    _launch(KA.additive_bwd_dq, KA.additive_configs, shape, grid, *common, dqp if need_dqp else delta,
+            *shape, *strides, NEED_DQ=need_dqp, **meta)
     dkp = new_empty((N, T, A), cdt, values.device)
     dval = new_empty((N, T, D), cdt, values.device)
     dw_part = new_empty((N, T, A), cdt, values.device)
     grid = lambda m: (N, triton.cdiv(T, m["BLOCK_T"]))  # noqa: E731
     _launch(KA.additive_bwd_dkv, KA.additive_configs, shape, grid, *common, dkp, dval, dw_part, *shape, *strides, **meta)
-    dqp = None
     if need_dqp:
-        dqp = new_empty((N, Tq, A), cdt, values.device)
-        grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
-        _launch(KA.additive_bwd_dq, KA.additive_configs, shape, grid, *common, dqp, *shape, *strides, **meta)
         dqp = dqp.to(qp.dtype)
     dw = dw_part.sum(dim=(0, 1)).to(w.dtype)
     return dqp, dkp.to(kp.dtype), dw, dval.to(values.dtype)
@@ -131,16 +129,16 @@ class AdditiveAttentionFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qp, kp, w, values, lengths, mask, need_weights):
         out, lse, probs = additive_forward(qp, kp, w, values, lengths, mask, need_weights)
-        ctx.save_for_backward(qp, kp, w, values, lengths, mask, out, lse, probs)
+        ctx.save_for_backward(qp, kp, w, values, lengths, mask, lse)  # the backward recomputes the rest
         return out.to(values.dtype), (probs.to(values.dtype) if need_weights else None)
 
     @staticmethod
     def backward(ctx, d_out, d_weights):
-        qp, kp, w, values, lengths, mask, out, lse, probs = ctx.saved_tensors
+        qp, kp, w, values, lengths, mask, lse = ctx.saved_tensors
         if d_out is None:
-            d_out = torch.zeros_like(out)
+            d_out = lse.new_zeros((*lse.shape, values.shape[-1]))
         dqp, dkp, dw, dval = additive_backward(
-            qp, kp, w, values, lengths, mask, out, lse, probs, d_out, d_weights, ctx.needs_input_grad[0]
+            qp, kp, w, values, lengths, mask, lse, d_out, d_weights, ctx.needs_input_grad[0]
         )
         return dqp, dkp, dw, dval, None, None, None
 
@@ -166,27 +164,28 @@ def dot_forward(q, k, values, lengths, mask, scale, need_weights):
     return out, lse, probs
 
 
-def dot_backward(q, k, values, lengths, mask, scale, out, lse, probs, d_out, d_probs, need_dq):
+def dot_backward(q, k, values, lengths, mask, scale, lse, d_out, d_probs, need_dq):
     """Gradients (dq or None, dk, dvalues) in the inputs' dtypes."""
     KD = _k()[1]
     N, Tq, K = q.shape
     T, D = values.shape[1], values.shape[2]
     cdt, CDT, DOT_DT, prec = _types(values.dtype)
-    delta, dprob = _delta(out, d_out, probs, d_probs, cdt)
+    delta, dprob = _backward_buffers(N, Tq, d_probs, cdt, values.device)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     common = (q, k, values, lengths, mask_u8, d_out, lse, delta, dprob)
     sizes = (Tq, T, K, D, float(scale))
     strides = (*q.stride(), *k.stride(), *values.stride(), s_mn, s_mt, *d_out.stride())
     meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
+    # Query blocks first: they write delta, which the key-block kernel reads.
+    dq = new_empty((N, Tq, K), cdt, values.device) if need_dq else None
+    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
+    _launch(KD.dot_bwd_dq, KD.dot_configs, sizes[:4], grid, *common, dq if need_dq else delta, *sizes, *strides,
+            NEED_DQ=need_dq, **meta)
     dk = new_empty((N, T, K), cdt, values.device)
     dval = new_empty((N, T, D), cdt, values.device)
     grid = lambda m: (N, triton.cdiv(T, m["BLOCK_T"]))  # noqa: E731
     _launch(KD.dot_bwd_dkv, KD.dot_configs, sizes[:4], grid, *common, dk, dval, *sizes, *strides, **meta)
-    dq = None
     if need_dq:
-        dq = new_empty((N, Tq, K), cdt, values.device)
-        grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
-        _launch(KD.dot_bwd_dq, KD.dot_configs, sizes[:4], grid, *common, dq, *sizes, *strides, **meta)
         dq = dq.to(q.dtype)
     return dq, dk.to(k.dtype), dval.to(values.dtype)
 
@@ -197,16 +196,16 @@ class DotAttentionFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, values, lengths, mask, scale, need_weights):
         out, lse, probs = dot_forward(q, k, values, lengths, mask, scale, need_weights)
-        ctx.save_for_backward(q, k, values, lengths, mask, out, lse, probs)
+        ctx.save_for_backward(q, k, values, lengths, mask, lse)  # the backward recomputes the rest
         ctx.scale = scale
         return out.to(values.dtype), (probs.to(values.dtype) if need_weights else None)
 
     @staticmethod
     def backward(ctx, d_out, d_weights):
-        q, k, values, lengths, mask, out, lse, probs = ctx.saved_tensors
+        q, k, values, lengths, mask, lse = ctx.saved_tensors
         if d_out is None:
-            d_out = torch.zeros_like(out)
+            d_out = lse.new_zeros((*lse.shape, values.shape[-1]))
         dq, dk, dval = dot_backward(
-            q, k, values, lengths, mask, ctx.scale, out, lse, probs, d_out, d_weights, ctx.needs_input_grad[0]
+            q, k, values, lengths, mask, ctx.scale, lse, d_out, d_weights, ctx.needs_input_grad[0]
         )
         return dq, dk, dval, None, None, None, None

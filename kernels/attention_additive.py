@@ -15,7 +15,7 @@ kernels may be autotuned (they zero their own outputs first, so a re-run is idem
 import triton
 import triton.language as tl
 
-from .attention_common import accumulate, dscores, key_valid, mm, next_pow2, tanh
+from .attention_common import accumulate, dprobs, dscores, key_valid, mm, next_pow2, tanh
 
 _KEY = ["Tq", "T", "A", "D"]
 
@@ -140,46 +140,59 @@ _BWD_HEURISTICS = {**_HEURISTICS, "HAS_DPROB": lambda a: a["dprob"] is not None}
 @triton.heuristics(_BWD_HEURISTICS)
 @triton.jit
 def additive_bwd_dq(
-    qp, kp, w, val, lengths, mask, do, lse, delta, dprob, dqp,  # dqp [N, Tq, A] contiguous, CDT
+    qp, kp, w, val, lengths, mask, do, lse, delta, dprob, dqp,  # delta [N, Tq], dqp [N, Tq, A] written, CDT
     Tq, T, A, D,
     s_qn, s_qt, s_qa, s_kn, s_kt, s_ka, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
-    CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
+    NEED_DQ: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, USE_DOT: tl.constexpr, HAS_DPROB: tl.constexpr,
 ):
-    """Grid (N, cdiv(Tq, BQ)): dqp_ia = sum_j ds_ij w_a (1 - tanh^2(qp_ia + kp_ja))."""
+    """Grid (N, cdiv(Tq, BQ)): delta_i = sum_j p_ij dp_ij (always; the key-block kernel, run
+    after this one, reads it) and, when NEED_DQ, dqp_ia = sum_j ds_ij w_a (1 - tanh^2(qp_ia + kp_ja))."""
     i_n = tl.program_id(0).to(tl.int64)
     i_q = tl.program_id(1)
     qp, kp, val, do = qp + i_n * s_qn, kp + i_n * s_kn, val + i_n * s_vn, do + i_n * s_dn
     lse, delta, dqp = lse + i_n * Tq, delta + i_n * Tq, dqp + i_n * Tq * A
     o_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q).to(tl.int64)
     m_q = o_q < Tq
-    for a0 in range(0, A, BLOCK_A):
-        o_a = a0 + tl.arange(0, BLOCK_A)
-        tl.store(dqp + o_q[:, None] * A + o_a[None, :], tl.zeros([BLOCK_Q, BLOCK_A], CDT), mask=m_q[:, None] & (o_a < A)[None, :])
-    tl.debug_barrier()
     b_lse = tl.load(lse + o_q, mask=m_q, other=float("inf"))
-    b_delta = tl.load(delta + o_q, mask=m_q, other=0.0)
     n_valid, hi = T, T
     if HAS_LENGTHS:
         n_valid = tl.load(lengths + i_n).to(tl.int32)
         hi = tl.minimum(n_valid, T)
+    # delta from the very p and dp that every ds uses, not dO . O from the forward: their rounding
+    # differs, and ds = p (dp - delta) amplifies the difference wherever one key dominates a row.
+    b_delta = tl.zeros([BLOCK_Q], CDT)
     for t0 in range(0, hi, BLOCK_T):
         o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
         m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
         s = _scores(qp, kp, w, o_q, o_t, m_q, m_t, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_Q, BLOCK_T, BLOCK_A, CDT)
         s = tl.where(m_t[None, :], s, float("-inf"))
-        p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
-                        HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
+        p, dp = dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
+                       HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
+        b_delta += tl.sum(p * dp, axis=1)
+    tl.store(delta + o_q, b_delta, mask=m_q)
+    if NEED_DQ:
         for a0 in range(0, A, BLOCK_A):
             o_a = a0 + tl.arange(0, BLOCK_A)
-            m_a = o_a < A
-            b_q = tl.load(qp + o_q[:, None] * s_qt + o_a[None, :] * s_qa, mask=m_q[:, None] & m_a[None, :], other=0.0)
-            b_k = tl.load(kp + o_t[:, None] * s_kt + o_a[None, :] * s_ka, mask=m_t[:, None] & m_a[None, :], other=0.0)
-            b_w = tl.load(w + o_a * s_w, mask=m_a, other=0.0).to(CDT)
-            b_t = tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BA]
-            g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=1) * b_w[None, :]  # [BQ, BA]
-            accumulate(dqp + o_q[:, None] * A + o_a[None, :], g, m_q[:, None] & m_a[None, :])
+            tl.store(dqp + o_q[:, None] * A + o_a[None, :], tl.zeros([BLOCK_Q, BLOCK_A], CDT), mask=m_q[:, None] & (o_a < A)[None, :])
+        tl.debug_barrier()
+        for t0 in range(0, hi, BLOCK_T):
+            o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
+            m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
+            s = _scores(qp, kp, w, o_q, o_t, m_q, m_t, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_Q, BLOCK_T, BLOCK_A, CDT)
+            s = tl.where(m_t[None, :], s, float("-inf"))
+            p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd,
+                            s_vt, s_vd, HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
+            for a0 in range(0, A, BLOCK_A):
+                o_a = a0 + tl.arange(0, BLOCK_A)
+                m_a = o_a < A
+                b_q = tl.load(qp + o_q[:, None] * s_qt + o_a[None, :] * s_qa, mask=m_q[:, None] & m_a[None, :], other=0.0)
+                b_k = tl.load(kp + o_t[:, None] * s_kt + o_a[None, :] * s_ka, mask=m_t[:, None] & m_a[None, :], other=0.0)
+                b_w = tl.load(w + o_a * s_w, mask=m_a, other=0.0).to(CDT)
+                b_t = tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BA]
+                g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=1) * b_w[None, :]  # [BQ, BA]
+                accumulate(dqp + o_q[:, None] * A + o_a[None, :], g, m_q[:, None] & m_a[None, :])
 
 
 @triton.autotune(configs=additive_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})

@@ -55,10 +55,10 @@ def key_valid(o_t, T, n_valid, mask, mask_row, s_mt, HAS_LENGTHS: tl.constexpr, 
 
 
 @triton.jit
-def dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, D, T, s_dq, s_dd, s_vt, s_vd,
-            HAS_DPROB: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr,
-            PRECISION: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
-    """From masked scores [BQ, BT]: p = exp(s - lse) and ds = p (dO . v_j + dprob_ij - delta_i)."""
+def dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, D, T, s_dq, s_dd, s_vt, s_vd,
+           HAS_DPROB: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr,
+           PRECISION: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """From masked scores [BQ, BT]: p = exp(s - lse) and dp = dO . v_j + dprob_ij (0 where masked)."""
     p = tl.exp(s - b_lse[:, None])
     dp = tl.zeros([BLOCK_Q, BLOCK_T], CDT)
     for d0 in range(0, D, BLOCK_D):
@@ -69,6 +69,16 @@ def dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, D,
         dp += mm(b_do, tl.trans(b_v), USE_DOT, CDT, DOT_DT, PRECISION)
     if HAS_DPROB:
         dp += tl.load(dprob + dprob_row + o_q[:, None] * T + o_t[None, :], mask=m_q[:, None] & m_t[None, :], other=0.0).to(CDT)
+    return p, dp
+
+
+@triton.jit
+def dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, D, T, s_dq, s_dd, s_vt, s_vd,
+            HAS_DPROB: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr,
+            PRECISION: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """From masked scores [BQ, BT]: p and ds = p (dp - delta_i)."""
+    p, dp = dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, D, T, s_dq, s_dd, s_vt, s_vd,
+                   HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
     return p, p * (dp - b_delta[:, None])
 
 

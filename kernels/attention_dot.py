@@ -10,7 +10,7 @@ row is saved (+inf for a fully masked row); the backward runs one kernel per key
 import triton
 import triton.language as tl
 
-from .attention_common import accumulate, dscores, key_valid, mm, next_pow2
+from .attention_common import accumulate, dprobs, dscores, key_valid, mm, next_pow2
 
 _KEY = ["Tq", "T", "K", "D"]
 
@@ -129,45 +129,59 @@ def dot_fwd(
 @triton.heuristics(_BWD_HEURISTICS)
 @triton.jit
 def dot_bwd_dq(
-    q, k, val, lengths, mask, do, lse, delta, dprob, dq,  # dq [N, Tq, K] contiguous, CDT
+    q, k, val, lengths, mask, do, lse, delta, dprob, dq,  # delta [N, Tq] and dq [N, Tq, K] written, CDT
     Tq, T, K, D, scale,
     s_qn, s_qt, s_qk, s_kn, s_kt, s_kk, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
-    CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
+    NEED_DQ: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, USE_DOT: tl.constexpr, HAS_DPROB: tl.constexpr,
 ):
-    """Grid (N, cdiv(Tq, BQ)): dq_i = scale * sum_j ds_ij k_j."""
+    """Grid (N, cdiv(Tq, BQ)): delta_i = sum_j p_ij dp_ij (always; the key-block kernel, run
+    after this one, reads it) and, when NEED_DQ, dq_i = scale * sum_j ds_ij k_j."""
     i_n = tl.program_id(0).to(tl.int64)
     i_q = tl.program_id(1)
     q, k, val, do = q + i_n * s_qn, k + i_n * s_kn, val + i_n * s_vn, do + i_n * s_dn
     lse, delta, dq = lse + i_n * Tq, delta + i_n * Tq, dq + i_n * Tq * K
     o_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q).to(tl.int64)
     m_q = o_q < Tq
-    for k0 in range(0, K, BLOCK_K):
-        o_k = k0 + tl.arange(0, BLOCK_K)
-        tl.store(dq + o_q[:, None] * K + o_k[None, :], tl.zeros([BLOCK_Q, BLOCK_K], CDT), mask=m_q[:, None] & (o_k < K)[None, :])
-    tl.debug_barrier()
     b_lse = tl.load(lse + o_q, mask=m_q, other=float("inf"))
-    b_delta = tl.load(delta + o_q, mask=m_q, other=0.0)
     n_valid, hi = T, T
     if HAS_LENGTHS:
         n_valid = tl.load(lengths + i_n).to(tl.int32)
         hi = tl.minimum(n_valid, T)
+    # delta from the very p and dp that every ds uses, not dO . O from the forward: their rounding
+    # differs, and ds = p (dp - delta) amplifies the difference wherever one key dominates a row.
+    b_delta = tl.zeros([BLOCK_Q], CDT)
     for t0 in range(0, hi, BLOCK_T):
         o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
         m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
         s = _scores(q, k, o_q, o_t, m_q, m_t, K, scale, s_qt, s_qk, s_kt, s_kk,
                     USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_K)
         s = tl.where(m_t[None, :], s, float("-inf"))
-        p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
-                        HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
-        ds = ds * scale
+        p, dp = dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
+                       HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
+        b_delta += tl.sum(p * dp, axis=1)
+    tl.store(delta + o_q, b_delta, mask=m_q)
+    if NEED_DQ:
         for k0 in range(0, K, BLOCK_K):
             o_k = k0 + tl.arange(0, BLOCK_K)
-            m_k = o_k < K
-            b_k = tl.load(k + o_t[:, None] * s_kt + o_k[None, :] * s_kk, mask=m_t[:, None] & m_k[None, :], other=0.0)
-            accumulate(dq + o_q[:, None] * K + o_k[None, :], mm(ds, b_k, USE_DOT, CDT, DOT_DT, PRECISION),
-                       m_q[:, None] & m_k[None, :])
+            tl.store(dq + o_q[:, None] * K + o_k[None, :], tl.zeros([BLOCK_Q, BLOCK_K], CDT), mask=m_q[:, None] & (o_k < K)[None, :])
+        tl.debug_barrier()
+        for t0 in range(0, hi, BLOCK_T):
+            o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
+            m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
+            s = _scores(q, k, o_q, o_t, m_q, m_t, K, scale, s_qt, s_qk, s_kt, s_kk,
+                        USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_K)
+            s = tl.where(m_t[None, :], s, float("-inf"))
+            p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd,
+                            s_vt, s_vd, HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
+            ds = ds * scale
+            for k0 in range(0, K, BLOCK_K):
+                o_k = k0 + tl.arange(0, BLOCK_K)
+                m_k = o_k < K
+                b_k = tl.load(k + o_t[:, None] * s_kt + o_k[None, :] * s_kk, mask=m_t[:, None] & m_k[None, :], other=0.0)
+                accumulate(dq + o_q[:, None] * K + o_k[None, :], mm(ds, b_k, USE_DOT, CDT, DOT_DT, PRECISION),
+                           m_q[:, None] & m_k[None, :])
 
 
 @triton.autotune(configs=dot_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
