@@ -66,19 +66,37 @@ _HEURISTICS = {
 
 
 @triton.jit
+def _tanh_tile(qp, kp, w, o_q, o_t, m_q, m_t, a0, A, s_qt, s_qa, s_kt, s_ka, s_w,
+               BLOCK_A: tl.constexpr, CDT: tl.constexpr):
+    """Columns [a0, a0 + BA) of A: offsets, mask, w there, and tanh(qp_ia + kp_ja) [BQ, BT, BA]."""
+    o_a = a0 + tl.arange(0, BLOCK_A)
+    m_a = o_a < A
+    b_q = tl.load(qp + o_q[:, None] * s_qt + o_a[None, :] * s_qa, mask=m_q[:, None] & m_a[None, :], other=0.0)
+    b_k = tl.load(kp + o_t[:, None] * s_kt + o_a[None, :] * s_ka, mask=m_t[:, None] & m_a[None, :], other=0.0)
+    b_w = tl.load(w + o_a * s_w, mask=m_a, other=0.0).to(CDT)
+    return o_a, m_a, b_w, tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])
+
+
+@triton.jit
 def _scores(qp, kp, w, o_q, o_t, m_q, m_t, A, s_qt, s_qa, s_kt, s_ka, s_w,
             BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_A: tl.constexpr, CDT: tl.constexpr):
     """[BQ, BT] scores w . tanh(qp_i + kp_j), summed over A in chunks of BLOCK_A."""
     s = tl.zeros([BLOCK_Q, BLOCK_T], dtype=CDT)
     for a0 in range(0, A, BLOCK_A):
-        o_a = a0 + tl.arange(0, BLOCK_A)
-        m_a = o_a < A
-        b_q = tl.load(qp + o_q[:, None] * s_qt + o_a[None, :] * s_qa, mask=m_q[:, None] & m_a[None, :], other=0.0)
-        b_k = tl.load(kp + o_t[:, None] * s_kt + o_a[None, :] * s_ka, mask=m_t[:, None] & m_a[None, :], other=0.0)
-        b_w = tl.load(w + o_a * s_w, mask=m_a, other=0.0).to(CDT)
-        b_t = tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BA]
+        o_a, m_a, b_w, b_t = _tanh_tile(qp, kp, w, o_q, o_t, m_q, m_t, a0, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_A, CDT)
         s += tl.sum(b_t * b_w[None, None, :], axis=2)
     return s
+
+
+@triton.jit
+def _key_block(qp, kp, w, mask, o_q, m_q, t0, T, n_valid, A, mask_row, s_mt, s_qt, s_qa, s_kt, s_ka, s_w,
+               HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr,
+               BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_A: tl.constexpr, CDT: tl.constexpr):
+    """Key block from t0: offsets [BT], valid keys [BT] and scores [BQ, BT], -inf where masked."""
+    o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
+    m_t = key_valid(o_t, T, n_valid, mask, mask_row, s_mt, HAS_LENGTHS, HAS_MASK)
+    s = _scores(qp, kp, w, o_q, o_t, m_q, m_t, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_Q, BLOCK_T, BLOCK_A, CDT)
+    return o_t, m_t, tl.where(m_t[None, :], s, float("-inf"))
 
 
 @triton.autotune(configs=additive_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
@@ -164,10 +182,8 @@ def additive_bwd_dq(
     # differs, and ds = p (dp - delta) amplifies the difference wherever one key dominates a row.
     b_delta = tl.zeros([BLOCK_Q], CDT)
     for t0 in range(0, hi, BLOCK_T):
-        o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
-        m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
-        s = _scores(qp, kp, w, o_q, o_t, m_q, m_t, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_Q, BLOCK_T, BLOCK_A, CDT)
-        s = tl.where(m_t[None, :], s, float("-inf"))
+        o_t, m_t, s = _key_block(qp, kp, w, mask, o_q, m_q, t0, T, n_valid, A, i_n * s_mn, s_mt,
+                                 s_qt, s_qa, s_kt, s_ka, s_w, HAS_LENGTHS, HAS_MASK, BLOCK_Q, BLOCK_T, BLOCK_A, CDT)
         p, dp = dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
                        HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
         b_delta += tl.sum(p * dp, axis=1)
@@ -178,19 +194,12 @@ def additive_bwd_dq(
             tl.store(dqp + o_q[:, None] * A + o_a[None, :], tl.zeros([BLOCK_Q, BLOCK_A], CDT), mask=m_q[:, None] & (o_a < A)[None, :])
         tl.debug_barrier()
         for t0 in range(0, hi, BLOCK_T):
-            o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
-            m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
-            s = _scores(qp, kp, w, o_q, o_t, m_q, m_t, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_Q, BLOCK_T, BLOCK_A, CDT)
-            s = tl.where(m_t[None, :], s, float("-inf"))
+            o_t, m_t, s = _key_block(qp, kp, w, mask, o_q, m_q, t0, T, n_valid, A, i_n * s_mn, s_mt,
+                                     s_qt, s_qa, s_kt, s_ka, s_w, HAS_LENGTHS, HAS_MASK, BLOCK_Q, BLOCK_T, BLOCK_A, CDT)
             p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd,
                             s_vt, s_vd, HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
             for a0 in range(0, A, BLOCK_A):
-                o_a = a0 + tl.arange(0, BLOCK_A)
-                m_a = o_a < A
-                b_q = tl.load(qp + o_q[:, None] * s_qt + o_a[None, :] * s_qa, mask=m_q[:, None] & m_a[None, :], other=0.0)
-                b_k = tl.load(kp + o_t[:, None] * s_kt + o_a[None, :] * s_ka, mask=m_t[:, None] & m_a[None, :], other=0.0)
-                b_w = tl.load(w + o_a * s_w, mask=m_a, other=0.0).to(CDT)
-                b_t = tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BA]
+                o_a, m_a, b_w, b_t = _tanh_tile(qp, kp, w, o_q, o_t, m_q, m_t, a0, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_A, CDT)
                 g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=1) * b_w[None, :]  # [BQ, BA]
                 accumulate(dqp + o_q[:, None] * A + o_a[None, :], g, m_q[:, None] & m_a[None, :])
 
@@ -247,12 +256,7 @@ def additive_bwd_dkv(
             accumulate(dval + o_t[:, None] * D + o_d[None, :], mm(p_t, b_do, USE_DOT, CDT, DOT_DT, PRECISION),
                        m_tt[:, None] & m_d[None, :])
         for a0 in range(0, A, BLOCK_A):
-            o_a = a0 + tl.arange(0, BLOCK_A)
-            m_a = o_a < A
-            b_q = tl.load(qp + o_q[:, None] * s_qt + o_a[None, :] * s_qa, mask=m_q[:, None] & m_a[None, :], other=0.0)
-            b_k = tl.load(kp + o_t[:, None] * s_kt + o_a[None, :] * s_ka, mask=m_t[:, None] & m_a[None, :], other=0.0)
-            b_w = tl.load(w + o_a * s_w, mask=m_a, other=0.0).to(CDT)
-            b_t = tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BA]
+            o_a, m_a, b_w, b_t = _tanh_tile(qp, kp, w, o_q, o_t, m_q, m_t, a0, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_A, CDT)
             g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=0) * b_w[None, :]  # [BT, BA]
             accumulate(dkp + o_t[:, None] * A + o_a[None, :], g, m_tt[:, None] & m_a[None, :])
             accumulate(dw_part + o_t[:, None] * A + o_a[None, :], tl.sum(ds[:, :, None] * b_t, axis=0), m_tt[:, None] & m_a[None, :])

@@ -74,6 +74,19 @@ def _scores(q, k, o_q, o_t, m_q, m_t, K, scale, s_qt, s_qk, s_kt, s_kk,
     return s * scale
 
 
+@triton.jit
+def _key_block(q, k, mask, o_q, m_q, t0, T, n_valid, K, scale, mask_row, s_mt, s_qt, s_qk, s_kt, s_kk,
+               HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr,
+               DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
+               BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Key block from t0: offsets [BT], valid keys [BT] and scores [BQ, BT], -inf where masked."""
+    o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
+    m_t = key_valid(o_t, T, n_valid, mask, mask_row, s_mt, HAS_LENGTHS, HAS_MASK)
+    s = _scores(q, k, o_q, o_t, m_q, m_t, K, scale, s_qt, s_qk, s_kt, s_kk,
+                USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_K)
+    return o_t, m_t, tl.where(m_t[None, :], s, float("-inf"))
+
+
 @triton.autotune(configs=dot_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
 @triton.heuristics(_HEURISTICS)
 @triton.jit
@@ -153,11 +166,9 @@ def dot_bwd_dq(
     # differs, and ds = p (dp - delta) amplifies the difference wherever one key dominates a row.
     b_delta = tl.zeros([BLOCK_Q], CDT)
     for t0 in range(0, hi, BLOCK_T):
-        o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
-        m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
-        s = _scores(q, k, o_q, o_t, m_q, m_t, K, scale, s_qt, s_qk, s_kt, s_kk,
-                    USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_K)
-        s = tl.where(m_t[None, :], s, float("-inf"))
+        o_t, m_t, s = _key_block(q, k, mask, o_q, m_q, t0, T, n_valid, K, scale, i_n * s_mn, s_mt,
+                                 s_qt, s_qk, s_kt, s_kk, HAS_LENGTHS, HAS_MASK,
+                                 USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_K)
         p, dp = dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
                        HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
         b_delta += tl.sum(p * dp, axis=1)
@@ -168,11 +179,9 @@ def dot_bwd_dq(
             tl.store(dq + o_q[:, None] * K + o_k[None, :], tl.zeros([BLOCK_Q, BLOCK_K], CDT), mask=m_q[:, None] & (o_k < K)[None, :])
         tl.debug_barrier()
         for t0 in range(0, hi, BLOCK_T):
-            o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
-            m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
-            s = _scores(q, k, o_q, o_t, m_q, m_t, K, scale, s_qt, s_qk, s_kt, s_kk,
-                        USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_K)
-            s = tl.where(m_t[None, :], s, float("-inf"))
+            o_t, m_t, s = _key_block(q, k, mask, o_q, m_q, t0, T, n_valid, K, scale, i_n * s_mn, s_mt,
+                                     s_qt, s_qk, s_kt, s_kk, HAS_LENGTHS, HAS_MASK,
+                                     USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_K)
             p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd,
                             s_vt, s_vd, HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
             ds = ds * scale
