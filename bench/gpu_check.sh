@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The one command for a lent GPU (torch and triton already installed there, no network):
 #   bash bench/gpu_check.sh
-# Prints nvidia-smi and versions, installs fastgru in place (offline), runs the GPU tests, then
-# the rest of the suite on CUDA (pytest-xdist when present; one line per test, so a run cut
-# short by its limit still shows what passed), the grid-barrier floor, the strategy table
-# (every recurrence strategy beside nn.GRU at the goal shapes; persistent in its own process,
-# since a barrier that never opens would hang it), the quick sweep and the full sweep, all inside
-# GPU_CHECK_BUDGET_S, and copies at most 8 files, flat, into $OUT:
+# Prints nvidia-smi and versions, installs fastgru in place (offline), runs the GRU GPU tests,
+# the other GPU tests (stopping at the 8th failure so tracebacks print), the grid-barrier floor,
+# the strategy table (every recurrence strategy beside nn.GRU at the goal shapes), the rest of the
+# suite on CUDA, the quick sweep and the full sweep, all inside GPU_CHECK_BUDGET_S. pytest uses
+# pytest-xdist when present and prints one line per test, so a run cut short still shows what
+# passed. GPU_CHECK_SKIP_REST / _QUICK / _FULL leave out the non-GPU tests, the quick or the full
+# sweep. At most 8 files, flat, land in $OUT:
 #   gpu_check.log  pytest.log  barrier_floor.json  strategies-*.json (2)  quick.json
-# GPU_CHECK_SKIP_REST / _QUICK / _FULL leave out the non-GPU tests, the quick or the full sweep.
 #   <full>.json  <full>.md        (plots: regenerate from the JSON with fastgru.bench.render)
 # The full sweep stops starting new cases when its share of the budget is spent, and its JSON says so.
 set -u

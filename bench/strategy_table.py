@@ -155,7 +155,7 @@ def main(argv=None):
     p.add_argument("--T", type=int, default=512)
     p.add_argument("--warmup-ms", type=float, default=10.0)
     p.add_argument("--rep-ms", type=float, default=50.0)
-    p.add_argument("--num-warps", type=int, default=None, help="experiment: persistent plans with this many warps")
+    p.add_argument("--num-warps", type=int, default=None, help="experiment: persistent forward kernels with this many warps (the backward keeps its own)")
     p.add_argument("--tag", default="", help="appended to the file name")
     a = p.parse_args(argv)
     if a.summarize:

@@ -112,18 +112,15 @@ def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None, dtype=
         return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4)
 
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    if strategy == "persistent":
+    if strategy == "persistent" or (strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES):
         plan = _persistent_plan(B, H, D, sms, torch.finfo(dtype).bits // 8)
-        if plan is None:
+        if plan is not None:
+            return plan
+        if strategy == "persistent":
             raise ValueError(
                 f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {sms} SMs "
                 "(grid over one wave or resident weights over the register budget)"
             )
-        return plan
-    if strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES:
-        plan = _persistent_plan(B, H, D, sms, torch.finfo(dtype).bits // 8)
-        if plan is not None:
-            return plan
     # Tensor-core tiles need M, N, K >= 16.
     block_b = 16 if B <= 16 else 32
     block_h = max(16, min(_pow2(H), 64))
