@@ -18,6 +18,7 @@ import triton
 
 from . import backend
 from .backend import new_empty
+from .launch import launch
 
 _kernels = None
 
@@ -33,13 +34,9 @@ def _k():
 
 
 def _launch(kernel, configs_fn, shape, grid, *args, **kwargs):
-    """Run ``kernel`` (autotuned) on ``grid(meta)``; under the interpreter skip the autotuner
-    and use the single configuration ``configs_fn`` gives for the shape."""
-    if backend.INTERPRET:
-        cfg = configs_fn(*shape, interpret=True)[0]
-        kernel.fn[grid(cfg.kwargs)](*args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps)
-    else:
-        kernel[grid](*args, **kwargs)
+    """Launch an autotuned attention kernel; the configurations that suit ``shape`` travel with
+    it (the interpreter, which cannot time them, runs its own single one)."""
+    launch(kernel, grid, args, kwargs, configs_fn(*shape, interpret=backend.INTERPRET))
 
 
 def _types(dtype: torch.dtype):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from . import backend
 from .dispatch import GRUPlan, plan_gru
+from .launch import launch
 
 _LOWP = (torch.float16, torch.bfloat16)
 
@@ -45,7 +46,7 @@ def _dot_options(w: torch.Tensor, cell: bool = False) -> dict:
              follows it; off by default): plain TF32 exactly when cuBLAS uses it."""
     lowp = w.dtype in _LOWP and not backend.INTERPRET
     allow = torch.backends.cuda.matmul.allow_tf32 if cell else torch.backends.cudnn.allow_tf32
-    tf32 = w.is_cuda and w.dtype == torch.float32 and allow
+    tf32 = backend.on_gpu(w) and w.dtype == torch.float32 and allow
     precision = ("tf32" if cell else "tf32x3") if tf32 else "ieee"
     return {"MMA_LOWP": lowp, "DOT_PRECISION": precision}
 
@@ -92,16 +93,15 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
     sizes = [T, B, H, D, *_time_batch_strides(gx, batch_first), *_time_batch_strides(out, batch_first)]
     meta = dict(HAS_BHN=b_hh is not None, SAVE=save, **_dot_options(w_hh), **plan.blocks())
     if plan.strategy == "rows":
-        fwd.gru_fwd_rows_kernel[(plan.batch_blocks, D)](*args, *sizes, num_warps=plan.num_warps, **meta)
+        launch(fwd.gru_fwd_rows_kernel, (plan.batch_blocks, D), [*args, *sizes], dict(meta, num_warps=plan.num_warps))
     elif plan.strategy == "persistent":
         counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
-        persistent.gru_fwd_persistent_kernel[(plan.hidden_blocks, plan.batch_blocks, D)](
-            *args, counters, *sizes, num_warps=plan.num_warps, launch_cooperative_grid=True, **meta
-        )
+        launch(persistent.gru_fwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
+               [*args, counters, *sizes], dict(meta, num_warps=plan.num_warps, launch_cooperative_grid=True))
     else:
         grid = (plan.batch_blocks, plan.hidden_blocks, D)
         for s in range(T):
-            fwd.gru_fwd_step_kernel[grid](*args, s, *sizes, num_warps=plan.num_warps, **meta)
+            launch(fwd.gru_fwd_step_kernel, grid, [*args, s, *sizes], dict(meta, num_warps=plan.num_warps))
     h_n = hbuf[T % 2].to(x.dtype, copy=True)  # a fresh tensor, not a view into the scratch buffer
     return out, h_n, (hprev, gates)
 
@@ -124,29 +124,24 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
     g_strides = [*_time_batch_strides(dgx, batch_first)]
     dot = _dot_options(w_hh)
     blocks = plan.blocks()
+    state = [lengths, dbuf, hprev, gates, dgx, dgh]
+    sizes = [T, B, H, D, *d_strides, *g_strides]
     if plan.strategy == "rows":
-        bwd.gru_bwd_rows_kernel[(plan.batch_blocks, D)](
-            dout, w_hh, lengths, dbuf, hprev, gates, dgx, dgh, T, B, H, D, *d_strides, *g_strides,
-            num_warps=plan.num_warps, **dot, **blocks,
-        )
+        launch(bwd.gru_bwd_rows_kernel, (plan.batch_blocks, D), [dout, w_hh, *state, *sizes],
+               dict(num_warps=plan.num_warps, **dot, **blocks))
     elif plan.strategy == "persistent":
         counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
-        persistent.gru_bwd_persistent_kernel[(plan.hidden_blocks, plan.batch_blocks, D)](
-            dout, w_hh, lengths, dbuf, hprev, gates, dgx, dgh, counters, T, B, H, D, *d_strides, *g_strides,
-            num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **blocks,
-        )
+        launch(persistent.gru_bwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
+               [dout, w_hh, *state, counters, *sizes],
+               dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **blocks))
     else:
         grid = (plan.batch_blocks, plan.hidden_blocks, D)
+        tile = dict(num_warps=plan.num_warps, BLOCK_B=blocks["BLOCK_B"], BLOCK_H=blocks["BLOCK_H"])
         for step in range(T):
             s, cur = T - 1 - step, step % 2
-            bwd.gru_bwd_gates_kernel[grid](
-                dout, lengths, dbuf, hprev, gates, dgx, dgh, s, cur, T, B, H, D, *d_strides, *g_strides,
-                num_warps=plan.num_warps, BLOCK_B=blocks["BLOCK_B"], BLOCK_H=blocks["BLOCK_H"],
-            )
-            bwd.gru_bwd_carry_kernel[grid](
-                dout, w_hh, lengths, dbuf, gates, dgh, s, cur, T, B, H, D, *d_strides,
-                num_warps=plan.num_warps, **dot, **blocks,
-            )
+            launch(bwd.gru_bwd_gates_kernel, grid, [dout, *state, s, cur, *sizes], tile)
+            launch(bwd.gru_bwd_carry_kernel, grid, [dout, w_hh, lengths, dbuf, gates, dgh, s, cur, T, B, H, D, *d_strides],
+                   dict(num_warps=plan.num_warps, **dot, **blocks))
     dh0 = dbuf[T % 2]
 
     flat_dgx = dgx.reshape(-1, D * H3)
@@ -257,11 +252,11 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, save):
     gates = backend.new_empty((B, 4 * H) if save else (0,), acc, x.device)
     has_bias = b_ih is not None
     grid = (plan.batch_blocks, plan.hidden_blocks)
-    cell.gru_cell_fwd_kernel[grid](
-        x, h, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, out, gates,
-        B, I, H, x.stride(0), h.stride(0), out.stride(0),
-        HAS_BIAS=has_bias, SAVE=save, num_warps=plan.num_warps,
-        **_dot_options(w_hh, cell=True), **plan.blocks(),
+    launch(
+        cell.gru_cell_fwd_kernel, grid,
+        [x, h, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, out, gates,
+         B, I, H, x.stride(0), h.stride(0), out.stride(0)],
+        dict(HAS_BIAS=has_bias, SAVE=save, num_warps=plan.num_warps, **_dot_options(w_hh, cell=True), **plan.blocks()),
     )
     return out, gates
 
@@ -276,10 +271,10 @@ def gru_cell_backward(dh_new, x, h, w_ih, w_hh, gates):
     dgx = backend.new_empty((1, B, 3 * H), x.dtype, x.device)
     dgh = backend.new_empty((1, 1, B, 3 * H), acc, x.device)
     lengths = torch.ones(B, dtype=torch.int64, device=x.device)
-    bwd.gru_bwd_gates_kernel[(plan.batch_blocks, plan.hidden_blocks, 1)](
-        dh_new, lengths, dbuf, hprev, gates, dgx, dgh, 0, 0, 1, B, H, 1,
-        0, dh_new.stride(0), 0, dgx.stride(1),
-        BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, num_warps=plan.num_warps,
+    launch(
+        bwd.gru_bwd_gates_kernel, (plan.batch_blocks, plan.hidden_blocks, 1),
+        [dh_new, lengths, dbuf, hprev, gates, dgx, dgh, 0, 0, 1, B, H, 1, 0, dh_new.stride(0), 0, dgx.stride(1)],
+        dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, num_warps=plan.num_warps),
     )
     dgx, dgh = dgx[0], dgh[0, 0]
     z = gates[:, H : 2 * H]

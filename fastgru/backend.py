@@ -90,6 +90,38 @@ def uses_kernels(*tensors: torch.Tensor) -> bool:
     return backend_for(*tensors) in ("triton", "interpret")
 
 
+_assumed_sms: int | None = None
+
+
+@contextmanager
+def assume_gpu(sms: int):
+    """Plan and pick kernel options as for a CUDA GPU with ``sms`` SMs, whatever device the
+    tensors are on: the compile check (``python -m bench.compile``) builds real launches from CPU
+    tensors and compiles them for a GPU it does not have."""
+    global _assumed_sms
+    previous, _assumed_sms = _assumed_sms, int(sms)
+    try:
+        yield
+    finally:
+        _assumed_sms = previous
+
+
+def on_gpu(device) -> bool:
+    """True when kernels for tensors on ``device`` (a device, or a tensor) are compiled for a GPU:
+    a CUDA device outside the interpreter, or any device under ``assume_gpu``."""
+    if _assumed_sms is not None:
+        return True
+    device = device.device if isinstance(device, torch.Tensor) else torch.device(device)
+    return device.type == "cuda" and not INTERPRET
+
+
+def sm_count(device) -> int:
+    """Streaming multiprocessors of ``device`` (the assumed count under ``assume_gpu``)."""
+    if _assumed_sms is not None:
+        return _assumed_sms
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def set_nan_fill(enabled: bool) -> None:
     """Fill every buffer the launchers allocate with NaN (tests turn this on)."""
     global _nan_fill

@@ -98,8 +98,7 @@ def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None, dtype=
     ``strategy`` forces a choice (benchmarks, tests); None picks by shape."""
     if strategy is not None and strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES} or None, got {strategy!r}")
-    device = torch.device(device)
-    if backend.INTERPRET or device.type != "cuda":
+    if not backend.on_gpu(device):
         block_b = min(_pow2(max(B, 1)), 16)
         block_h = min(_pow2(H), 64)
         if strategy == "persistent":
@@ -111,7 +110,7 @@ def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None, dtype=
             return _plan("persistent", B, H, block_b, block_h, _pow2(H), 4)
         return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4)
 
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    sms = backend.sm_count(device)
     if strategy == "persistent" or (strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES):
         plan = _persistent_plan(B, H, D, sms, torch.finfo(dtype).bits // 8)
         if plan is not None:
