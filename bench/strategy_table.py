@@ -12,9 +12,11 @@ these files; a strategy that cannot hold a shape (persistent) is recorded as ski
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -39,28 +41,34 @@ def _step(module, x, mode):
     return run
 
 
-def _with_warps(plan, num_warps):
-    """An experiment: the dispatcher's persistent plan with another warp count (patched in)."""
-    import dataclasses
-
+@contextmanager
+def _recorded_plans(num_warps=None, block_h=None):
+    """The plans the layer's launchers pick, in order; and two experiments patched in: the
+    persistent forward's warp count, the persistent hidden-block sizes tried."""
     from fastgru import autograd, dispatch
 
-    plan = dataclasses.replace(plan, num_warps=num_warps)
-    original = dispatch.plan_gru
+    original, sizes, seen = autograd.plan_gru, dispatch.PERSISTENT_BLOCK_H, []
 
-    def patched(B, H, D, device, strategy=None, dtype=torch.float32):
-        p = original(B, H, D, device, strategy, dtype)
-        return dataclasses.replace(p, num_warps=num_warps) if p.strategy == "persistent" else p
+    def recording(*args, **kwargs):
+        plan = original(*args, **kwargs)
+        if num_warps and plan.strategy == "persistent":
+            plan = dataclasses.replace(plan, num_warps=num_warps)
+        seen.append(plan)
+        return plan
 
-    autograd.plan_gru = patched
-    return plan
+    autograd.plan_gru = recording
+    if block_h:
+        dispatch.PERSISTENT_BLOCK_H = tuple(block_h)
+    try:
+        yield seen
+    finally:
+        autograd.plan_gru, dispatch.PERSISTENT_BLOCK_H = original, sizes
 
 
-def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, num_warps=None, save=None):
+def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, num_warps=None, save=None, block_h=None):
     import triton.testing
 
     import fastgru
-    from fastgru.dispatch import plan_gru
     from fastgru.testing import rel_error, tolerance
 
     rows = []
@@ -82,14 +90,13 @@ def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, n
                 if name == "nn.GRU":
                     module = ref
                 else:
-                    plan = plan_gru(B, H, 1, "cuda", name, dtype)
-                    if num_warps and name == "persistent":
-                        plan = _with_warps(plan, num_warps)
-                    row["plan"] = plan.__dict__
                     module = fastgru.GRU(H, H, strategy=name).cuda().to(dtype)
                     module.load_state_dict(ref.state_dict())
                 step = _step(module, x, mode)
-                out = step()
+                with _recorded_plans(num_warps, block_h) as plans:
+                    out = step()  # raises ValueError where the strategy cannot hold the shape
+                if plans:
+                    row["plans"] = [p.__dict__ for p in plans]
                 torch.cuda.synchronize()
                 row["first_call_s"] = round(time.perf_counter() - t0, 3)
                 row["rel_error"] = rel_error(out, gold)
@@ -156,6 +163,7 @@ def main(argv=None):
     p.add_argument("--warmup-ms", type=float, default=10.0)
     p.add_argument("--rep-ms", type=float, default=50.0)
     p.add_argument("--num-warps", type=int, default=None, help="experiment: persistent forward kernels with this many warps (the backward keeps its own)")
+    p.add_argument("--block-h", default=None, help="experiment: persistent hidden-block sizes to try, e.g. 16 or 64,32,16")
     p.add_argument("--tag", default="", help="appended to the file name")
     a = p.parse_args(argv)
     if a.summarize:
@@ -177,11 +185,12 @@ def main(argv=None):
 
     def save(rows):  # after every row, so a run cut short by its time limit keeps what it measured
         doc = {"env": env, "command": " ".join(sys.argv), "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-               "num_warps_override": a.num_warps, "rows": rows}
+               "num_warps_override": a.num_warps, "block_h_override": a.block_h, "rows": rows}
         path.write_text(json.dumps(doc, indent=1))
 
     rows = measure(a.dtypes.split(","), a.modes.split(","), ints(a.hiddens), ints(a.batches), a.T,
-                   strategies, a.warmup_ms, a.rep_ms, a.num_warps, save)
+                   strategies, a.warmup_ms, a.rep_ms, a.num_warps, save,
+                   [int(v) for v in a.block_h.split(",")] if a.block_h else None)
     save(rows)
     print(f"wrote {path}")
     return 0

@@ -18,8 +18,8 @@ from torch import Tensor
 import torch.nn.functional as F
 
 from . import backend
-from .dispatch import GRUPlan, plan_gru
-from .launch import launch
+from .dispatch import plan_gru
+from .launch import launch, resources
 
 _LOWP = (torch.float16, torch.bfloat16)
 
@@ -75,7 +75,6 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
     D, H3, H = w_hh.shape
     T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     acc = _acc_dtype(x.dtype)
-    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype)
 
     gx = F.linear(x, w_ih, _folded_input_bias(b_ih, b_hh, D, H))
     out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
@@ -91,24 +90,31 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
 
     args = [gx, w_hh, bhn, lengths, hbuf, out, hprev, gates]
     sizes = [T, B, H, D, *_time_batch_strides(gx, batch_first), *_time_batch_strides(out, batch_first)]
-    meta = dict(HAS_BHN=b_hh is not None, SAVE=save, **_dot_options(w_hh), **plan.blocks())
-    if plan.strategy == "rows":
-        launch(fwd.gru_fwd_rows_kernel, (plan.batch_blocks, D), [*args, *sizes], dict(meta, num_warps=plan.num_warps))
-    elif plan.strategy == "persistent":
+    meta = dict(HAS_BHN=b_hh is not None, SAVE=save, **_dot_options(w_hh))
+
+    def persistent_job(plan):
         counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
-        launch(persistent.gru_fwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
-               [*args, counters, *sizes], dict(meta, num_warps=plan.num_warps, launch_cooperative_grid=True))
+        return (persistent.gru_fwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D), [*args, counters, *sizes],
+                dict(meta, **plan.blocks(), num_warps=plan.num_warps, launch_cooperative_grid=True))
+
+    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=lambda p: resources(*persistent_job(p)))
+    meta.update(plan.blocks(), num_warps=plan.num_warps)
+    if plan.strategy == "rows":
+        launch(fwd.gru_fwd_rows_kernel, (plan.batch_blocks, D), [*args, *sizes], meta)
+    elif plan.strategy == "persistent":
+        launch(*persistent_job(plan))
     else:
         grid = (plan.batch_blocks, plan.hidden_blocks, D)
         for s in range(T):
-            launch(fwd.gru_fwd_step_kernel, grid, [*args, s, *sizes], dict(meta, num_warps=plan.num_warps))
+            launch(fwd.gru_fwd_step_kernel, grid, [*args, s, *sizes], meta)
     h_n = hbuf[T % 2].to(x.dtype, copy=True)  # a fresh tensor, not a view into the scratch buffer
     return out, h_n, (hprev, gates)
 
 
-def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, plan: GRUPlan):
+def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, strategy=None):
     """Reverse-time kernels, then the GEMMs. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh
-    (bias gradients in the accumulator dtype; the caller casts)."""
+    (bias gradients in the accumulator dtype; the caller casts). The strategy is planned anew:
+    the saved state's layout is the same whichever strategy ran the forward."""
     _, bwd, persistent = _kernels()
     D, H3, H = w_hh.shape
     T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
@@ -123,17 +129,22 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
     d_strides = [*_time_batch_strides(dout, batch_first)]
     g_strides = [*_time_batch_strides(dgx, batch_first)]
     dot = _dot_options(w_hh)
-    blocks = plan.blocks()
     state = [lengths, dbuf, hprev, gates, dgx, dgh]
     sizes = [T, B, H, D, *d_strides, *g_strides]
+
+    def persistent_job(plan):
+        counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+        return (persistent.gru_bwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
+                [dout, w_hh, *state, counters, *sizes],
+                dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **plan.blocks()))
+
+    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=lambda p: resources(*persistent_job(p)))
+    blocks = plan.blocks()
     if plan.strategy == "rows":
         launch(bwd.gru_bwd_rows_kernel, (plan.batch_blocks, D), [dout, w_hh, *state, *sizes],
                dict(num_warps=plan.num_warps, **dot, **blocks))
     elif plan.strategy == "persistent":
-        counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
-        launch(persistent.gru_bwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
-               [dout, w_hh, *state, counters, *sizes],
-               dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **blocks))
+        launch(*persistent_job(plan))
     else:
         grid = (plan.batch_blocks, plan.hidden_blocks, D)
         tile = dict(num_warps=plan.num_warps, BLOCK_B=blocks["BLOCK_B"], BLOCK_H=blocks["BLOCK_H"])
@@ -180,10 +191,8 @@ def gru_layer_bwd(
     dout: Tensor, dh_n: Tensor, x: Tensor, w_ih: Tensor, w_hh: Tensor, lengths: Tensor,
     hprev: Tensor, gates: Tensor, batch_first: bool, strategy: Optional[str],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    B = lengths.shape[0]
-    plan = plan_gru(B, w_hh.shape[-1], w_hh.shape[0], x.device, strategy, w_hh.dtype)
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward(
-        dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, plan
+        dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, strategy
     )
     wd = w_hh.dtype
     return dx, dh0.to(x.dtype, copy=True), dw_ih.to(wd), dw_hh.to(wd), db_ih.to(wd), db_hh.to(wd)

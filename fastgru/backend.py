@@ -90,20 +90,29 @@ def uses_kernels(*tensors: torch.Tensor) -> bool:
     return backend_for(*tensors) in ("triton", "interpret")
 
 
+# Per-SM limits of an H100 (sm_90): 64K registers, 228 KB of shared memory per SM of which one
+# block may take 227 KB. The default of assume_gpu, and the fallback where torch does not report them.
+HOPPER_LIMITS = (65536, 233472, 232448)
+# An A100 (sm_80): 164 KB per SM, 163 KB per block.
+AMPERE_LIMITS = (65536, 167936, 166912)
+
 _assumed_sms: int | None = None
+_assumed_limits = HOPPER_LIMITS
 
 
 @contextmanager
-def assume_gpu(sms: int):
-    """Plan and pick kernel options as for a CUDA GPU with ``sms`` SMs, whatever device the
-    tensors are on: the compile check (``python -m bench.compile``) builds real launches from CPU
-    tensors and compiles them for a GPU it does not have."""
-    global _assumed_sms
-    previous, _assumed_sms = _assumed_sms, int(sms)
+def assume_gpu(sms: int, limits: tuple[int, int, int] = HOPPER_LIMITS):
+    """Plan and pick kernel options as for a CUDA GPU with ``sms`` SMs and per-SM ``limits``
+    (see sm_limits), whatever device the tensors are on: the compile check
+    (``python -m bench.compile``) builds real launches from CPU tensors and compiles them for a
+    GPU it does not have."""
+    global _assumed_sms, _assumed_limits
+    previous = _assumed_sms, _assumed_limits
+    _assumed_sms, _assumed_limits = int(sms), tuple(limits)
     try:
         yield
     finally:
-        _assumed_sms = previous
+        _assumed_sms, _assumed_limits = previous
 
 
 def on_gpu(device) -> bool:
@@ -120,6 +129,18 @@ def sm_count(device) -> int:
     if _assumed_sms is not None:
         return _assumed_sms
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def sm_limits(device) -> tuple[int, int, int]:
+    """(registers per SM, shared memory bytes per SM, shared memory bytes one block may take)."""
+    if _assumed_sms is not None:
+        return _assumed_limits
+    p = torch.cuda.get_device_properties(device)
+    return (
+        getattr(p, "regs_per_multiprocessor", HOPPER_LIMITS[0]),
+        getattr(p, "shared_memory_per_multiprocessor", HOPPER_LIMITS[1]),
+        getattr(p, "shared_memory_per_block_optin", HOPPER_LIMITS[2]),
+    )
 
 
 def set_nan_fill(enabled: bool) -> None:

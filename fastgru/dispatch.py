@@ -6,9 +6,10 @@
   stepwise    grid (batch blocks, hidden blocks, D), one launch per step (two per step backward).
               Spreads a small batch with a large H over the GPU at the price of T launches.
   persistent  grid (hidden blocks, batch blocks, D), all resident; each program keeps its W_hh
-              slice in registers for the whole sequence and a grid barrier separates steps.
-              The default on CUDA for bf16/fp16 wherever its plan fits (one wave, resident
-              weights within the register budget): measured on an H100 (bench/results/
+              slice on-chip for the whole sequence and a grid barrier separates steps.
+              The default on CUDA for bf16/fp16 wherever a plan fits: the compiled kernel runs
+              without spills and its whole grid is co-resident, judged from its own registers
+              and shared memory (resident_programs). Measured on an H100 (bench/results/
               nvidia-h100-80gb-hbm3/strategies/) it beat rows, stepwise and cuDNN at every goal
               shape it holds. fp32: opt-in until its 3xTF32 path is GPU-tested (see
               PERSISTENT_DEFAULT_DTYPES). Under the interpreter only when forced, and only with a
@@ -21,17 +22,19 @@ whole of H in a single tile is cheapest, and tiles need not meet tensor-core min
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 
 from . import backend
+from .launch import Resources
 
 STRATEGIES = ("rows", "stepwise", "persistent")
 
-# Registers a persistent program may spend on its resident W_hh slice and the state tile it
-# multiplies (bytes). A first estimate for Hopper (64K 32-bit registers per SM, one program per
-# SM); to be tuned on the GPU.
-PERSISTENT_REGISTER_BUDGET = 160 * 1024
+# Hidden-block sizes a persistent program may take, in the order tried. 64 puts a whole wgmma
+# tile (M = 64 per warpgroup) on Hopper's tensor cores; 32 and 16 (mma.sync) spread the weights
+# over more SMs where a 64-unit slice does not fit. The first whose compiled kernel fits wins.
+PERSISTENT_BLOCK_H = (64, 32, 16)
 
 # Dtypes for which the dispatcher picks `persistent` by itself (where its plan fits). bf16/fp16
 # passed the CUDA parity and bitwise-repeatability tests on an H100 and won every goal shape they
@@ -78,24 +81,52 @@ def _plan(strategy, B, H, block_b, block_h, block_k, num_warps, bwd_num_warps=No
     return GRUPlan(strategy, block_b, block_h, block_k, _cdiv(B, block_b), _cdiv(H, block_h), num_warps, bwd_num_warps)
 
 
-def _persistent_plan(B, H, D, sms, weight_bytes) -> GRUPlan | None:
-    """Smallest hidden block whose grid fits in one wave (one program per SM) and whose resident
-    weights + state tile fit the register budget; None when no block size does."""
-    block_b = 16 if B <= 16 else 32
+def persistent_candidates(B: int, H: int, D: int) -> list[GRUPlan]:
+    """Persistent plans for a shape, in the order tried (PERSISTENT_BLOCK_H). The batch sits on
+    the MMA's N side: one block of up to 64 rows (16 at least, the MMA's minimum). Forward 4
+    warps (measured 1.2-1.4x faster than 8, bf16 inference, B 1-8, H 256-1024), backward 8."""
+    block_b = min(max(16, _pow2(B)), 64)
     hp = _pow2(H)
-    for block_h in (16, 32, 64):
-        grid = _cdiv(H, block_h) * _cdiv(B, block_b) * D
-        regs = 3 * hp * block_h * weight_bytes + block_b * hp * 4
-        if grid <= sms and regs <= PERSISTENT_REGISTER_BUDGET:
-            # Forward 4 warps: measured 1.2-1.4x faster than 8 (bf16 inference, B 1-8, H 256-1024).
-            # Backward 8: the only count measured for it so far.
-            return _plan("persistent", B, H, block_b, block_h, hp, 4, bwd_num_warps=8)
+    sizes = [bh for bh in PERSISTENT_BLOCK_H if bh <= max(16, hp)]
+    return [_plan("persistent", B, H, block_b, bh, hp, 4, bwd_num_warps=8) for bh in sizes]
+
+
+def resident_programs(res: Resources, device) -> int:
+    """How many programs of a compiled kernel one SM holds at once (0 when it spills or cannot
+    run at all): the least of what its registers, shared memory and threads allow."""
+    if res.spill_bytes:
+        return 0
+    regs_per_sm, smem_per_sm, smem_per_block = backend.sm_limits(device)
+    if res.shared_bytes > smem_per_block:
+        return 0
+    threads = 32 * res.num_warps
+    warp_regs = -(-res.registers * 32 // 256) * 256  # registers are allocated per warp, 256 at a time
+    by_regs = regs_per_sm // (warp_regs * res.num_warps)
+    by_smem = smem_per_sm // (res.shared_bytes + 1024) if res.shared_bytes else by_regs  # 1 KB reserved per block
+    return min(by_regs, by_smem, 2048 // threads, 32)
+
+
+def _persistent_plan(B, H, D, device, resources: Callable[[GRUPlan], Optional[Resources]]) -> GRUPlan | None:
+    """The first candidate whose compiled kernel (``resources`` compiles it) runs without spills
+    and whose whole grid is co-resident, as the grid barrier needs; None when none is."""
+    sms = backend.sm_count(device)
+    for plan in persistent_candidates(B, H, D):
+        if plan.programs * D > sms * 32:
+            continue
+        res = resources(plan)
+        if res is not None and plan.programs * D <= sms * resident_programs(res, device):
+            return plan
     return None
 
 
-def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32) -> GRUPlan:
+def plan_gru(
+    B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32,
+    resources: Callable[[GRUPlan], Optional[Resources]] | None = None,
+) -> GRUPlan:
     """Strategy and tile sizes for batch B, hidden H, D directions on ``device``.
-    ``strategy`` forces a choice (benchmarks, tests); None picks by shape."""
+    ``strategy`` forces a choice (benchmarks, tests); None picks by shape. ``resources`` gives
+    the compiled persistent kernel's footprint for a candidate plan (the launcher builds and
+    compiles it, so the fit is the real kernel's); without it persistent is not considered."""
     if strategy is not None and strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES} or None, got {strategy!r}")
     if not backend.on_gpu(device):
@@ -110,16 +141,17 @@ def plan_gru(B: int, H: int, D: int, device, strategy: str | None = None, dtype=
             return _plan("persistent", B, H, block_b, block_h, _pow2(H), 4)
         return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4)
 
-    sms = backend.sm_count(device)
-    if strategy == "persistent" or (strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES):
-        plan = _persistent_plan(B, H, D, sms, torch.finfo(dtype).bits // 8)
+    wants_persistent = strategy == "persistent" or (strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES)
+    if wants_persistent and resources is not None:
+        plan = _persistent_plan(B, H, D, device, resources)
         if plan is not None:
             return plan
-        if strategy == "persistent":
-            raise ValueError(
-                f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {sms} SMs "
-                "(grid over one wave or resident weights over the register budget)"
-            )
+    if strategy == "persistent":
+        raise ValueError(
+            f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {backend.sm_count(device)} SMs: "
+            "no hidden block size compiles without spills with its whole grid co-resident"
+        )
+    sms = backend.sm_count(device)
     # Tensor-core tiles need M, N, K >= 16.
     block_b = 16 if B <= 16 else 32
     block_h = max(16, min(_pow2(H), 64))

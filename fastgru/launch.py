@@ -47,6 +47,7 @@ class Resources:
     registers: int  # per thread
     shared_bytes: int
     num_warps: int
+    spill_bytes: int = 0  # local memory per thread
 
 
 class Target(Protocol):
@@ -54,7 +55,7 @@ class Target(Protocol):
 
     def launch(self, launch: Launch) -> Any: ...
 
-    def resources(self, launch: Launch) -> Resources: ...
+    def resources(self, launch: Launch) -> Optional[Resources]: ...
 
 
 _target: Optional[Target] = None
@@ -79,16 +80,39 @@ def launch(kernel, grid, args, meta, configs=None):
     return kernel[grid](*job.args, **job.meta)
 
 
-def resources(kernel, grid, args, meta) -> Resources:
+_resources_seen: dict = {}
+
+
+def _specialization(arg):
+    """What Triton compiles a kernel for, per argument: a tensor's dtype and device, an int's
+    class (1, a multiple of 16, other); so launches that share a binary share a cache entry."""
+    if hasattr(arg, "dtype") and hasattr(arg, "device"):
+        return (arg.dtype, arg.device)
+    if isinstance(arg, bool) or not isinstance(arg, int):
+        return arg if arg is None or isinstance(arg, (bool, str)) else type(arg).__name__
+    return 1 if arg == 1 else (16 if arg % 16 == 0 else 0)
+
+
+def resources(kernel, grid, args, meta) -> Optional[Resources]:
     """Compile ``kernel`` for these arguments (or take it from Triton's cache) without running it,
-    and report the registers and shared memory one program uses: what decides how many programs
-    fit on an SM at once."""
+    and report what one program holds on an SM: what decides how many programs fit at once.
+    None when the compiled kernel cannot run on this device at all (too much shared memory)."""
+    from triton.runtime.errors import OutOfResources  # imported on use (backend.py)
+
     job = Launch(kernel, grid, tuple(args), dict(meta))
     if _target is not None:
         return _target.resources(job)
-    compiled = untuned(kernel).warmup(*job.args, grid=grid, **job.meta)
-    compiled._init_handles()  # loads the binary: n_regs comes from the driver
-    return Resources(int(compiled.n_regs), int(compiled.metadata.shared), int(compiled.metadata.num_warps))
+    key = (job.name, tuple(map(_specialization, job.args)), tuple(sorted(job.meta.items())))
+    if key not in _resources_seen:
+        compiled = untuned(kernel).warmup(*job.args, grid=grid, **job.meta)
+        try:
+            compiled._init_handles()  # loads the binary: registers and local memory come from the driver
+            res = Resources(int(compiled.n_regs), int(compiled.metadata.shared), int(compiled.metadata.num_warps),
+                            4 * int(compiled.n_spills))
+        except OutOfResources:
+            res = None
+        _resources_seen[key] = res
+    return _resources_seen[key]
 
 
 @contextmanager

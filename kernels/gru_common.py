@@ -32,13 +32,15 @@ def step_rows(i_b, s, lengths_ptr, B, BLOCK_B: tl.constexpr, REVERSE):
 
 @triton.jit
 def dot_acc(a, b, acc, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """acc += a @ b. ``a`` is a state tile in the accumulator dtype, ``b`` a weight tile.
-    MMA_LOWP: feed the tensor cores bf16/fp16 operands (the weights' dtype) with an fp32
-    accumulator; otherwise both operands are taken in the accumulator's dtype (the
+    """acc += a @ b, where one operand is a weight tile and the other a state tile in the
+    accumulator dtype (either order). MMA_LOWP: feed the tensor cores the weights' bf16/fp16
+    with an fp32 accumulator; otherwise both operands are taken in the accumulator's dtype (the
     interpreter's bf16 arithmetic is wrong, so it always takes this path)."""
     if MMA_LOWP:
-        return tl.dot(a.to(b.dtype), b, acc)
-    return tl.dot(a, b.to(acc.dtype), acc, input_precision=DOT_PRECISION, out_dtype=acc.dtype)
+        if a.dtype == acc.dtype:
+            return tl.dot(a.to(b.dtype), b, acc)
+        return tl.dot(a, b.to(a.dtype), acc)
+    return tl.dot(a.to(acc.dtype), b.to(acc.dtype), acc, input_precision=DOT_PRECISION, out_dtype=acc.dtype)
 
 
 @triton.jit
