@@ -138,7 +138,15 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
                 [dout, w_hh, *state, counters, *sizes],
                 dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **plan.blocks()))
 
-    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=lambda p: resources(*persistent_job(p)))
+    fit = lambda p: resources(*persistent_job(p))  # noqa: E731
+    try:
+        plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=fit)
+    except ValueError:
+        if strategy != "persistent":
+            raise
+        # The forward held the shape but the backward kernel does not fit (it holds more live
+        # state): the dispatcher's own choice runs the backward; the result is the same.
+        plan = plan_gru(B, H, D, x.device, None, w_hh.dtype, resources=fit)
     blocks = plan.blocks()
     if plan.strategy == "rows":
         launch(bwd.gru_bwd_rows_kernel, (plan.batch_blocks, D), [dout, w_hh, *state, *sizes],

@@ -23,13 +23,6 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
                          ids=["B1-H256", "B8-H512-bi-packed", "B64-H128-bi", "B5-H1024-packed"])
 def test_gru_cuda_parity(B, H, bi, packed, strategy, dtype):
     T, I = 96, 64
-    if strategy == "persistent":
-        from fastgru.dispatch import plan_gru
-
-        try:
-            plan_gru(B, H, 2 if bi else 1, "cuda", "persistent", dtype)
-        except ValueError as e:
-            pytest.skip(f"persistent cannot hold this shape: {e}")
     ref = nn.GRU(I, H, bidirectional=bi).cuda().to(dtype)
     ours = fastgru.GRU(I, H, bidirectional=bi, strategy=strategy).cuda().to(dtype)
     ours.load_state_dict(ref.state_dict())
@@ -42,7 +35,12 @@ def test_gru_cuda_parity(B, H, bi, packed, strategy, dtype):
 
     outs64, grads64 = forward_backward(copy.deepcopy(ref).double(), inp(x.double()))
     base, base_g = forward_backward(ref, inp(x))
-    outs, grads = forward_backward(ours, inp(x))
+    try:
+        outs, grads = forward_backward(ours, inp(x))
+    except ValueError as e:
+        if strategy == "persistent" and "cannot hold" in str(e):
+            pytest.skip(f"persistent cannot hold this shape: {e}")
+        raise
     tf32 = dtype == torch.float32 and torch.backends.cudnn.allow_tf32
     for i, (o, o64, ob) in enumerate(zip(outs, outs64, base)):
         check_close(o, o64, dtype, tf32=tf32, baseline=ob, name=f"output {i}")
