@@ -82,13 +82,14 @@ def _plan(strategy, B, H, block_b, block_h, block_k, num_warps, bwd_num_warps=No
 
 
 def persistent_candidates(B: int, H: int, D: int) -> list[GRUPlan]:
-    """Persistent plans for a shape, in the order tried (PERSISTENT_BLOCK_H). The batch sits on
-    the MMA's N side: one block of up to 64 rows (16 at least, the MMA's minimum). Forward 4
-    warps (measured 1.2-1.4x faster than 8, bf16 inference, B 1-8, H 256-1024), backward 8."""
+    """Persistent plans for a shape, in the order tried: each hidden block of PERSISTENT_BLOCK_H
+    with a 4-warp forward (measured 1.2-1.4x faster than 8, bf16 inference, B 1-8, H 256-1024),
+    then with 8 (half the registers a thread, where 4 spill); the backward always 8. The batch
+    sits on the MMA's N side: one block of up to 64 rows (16 at least, the MMA's minimum)."""
     block_b = min(max(16, _pow2(B)), 64)
     hp = _pow2(H)
     sizes = [bh for bh in PERSISTENT_BLOCK_H if bh <= max(16, hp)]
-    return [_plan("persistent", B, H, block_b, bh, hp, 4, bwd_num_warps=8) for bh in sizes]
+    return [_plan("persistent", B, H, block_b, bh, hp, w, bwd_num_warps=8) for bh in sizes for w in (4, 8)]
 
 
 def resident_programs(res: Resources, device) -> int:

@@ -54,6 +54,12 @@ def test_smaller_hidden_blocks_where_64_does_not_fit(h100, B, H, block_h):
     assert (plan.strategy, plan.block_h) == ("persistent", block_h)
 
 
+def test_eight_warps_where_four_spill(h100):
+    res = lambda p: Resources(255, 50_000, p.num_warps, 64 if p.num_warps == 4 else 0)  # noqa: E731
+    plan = dispatch.plan_gru(64, 256, 1, "cuda", None, torch.bfloat16, resources=res)
+    assert (plan.block_h, plan.num_warps, plan.backward_warps) == (64, 8, 8)
+
+
 def test_a_kernel_that_cannot_run_is_skipped(h100):
     plan = dispatch.plan_gru(8, 256, 1, "cuda", None, torch.bfloat16,
                              resources=lambda p: None if p.block_h == 64 else footprint(p))
