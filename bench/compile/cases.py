@@ -1,0 +1,161 @@
+"""The shapes and dtypes the compile check runs through fastgru's own launchers (so a kernel's
+argument list is built in one place, the launcher, and the plans are the dispatcher's)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from fastgru import attention_autograd as AA
+from fastgru import autograd as AG
+
+# label -> (torch dtype, TF32 allowed). TF32 only matters for fp32: the GRU layer follows
+# cudnn.allow_tf32 (3xTF32), the cell and attention follow cuda.matmul.allow_tf32.
+DTYPES = {
+    "bf16": (torch.bfloat16, False),
+    "fp16": (torch.float16, False),
+    "fp32-tf32": (torch.float32, True),
+    "fp32-ieee": (torch.float32, False),
+    "fp64": (torch.float64, False),
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    gru: tuple  # (B, H, D) per layer shape
+    gru_forced: tuple  # strategies also run forced, beside the dispatcher's own pick
+    cell: tuple  # (B, H)
+    attention: tuple  # (N, Tq, T, A or K, D)
+    T: int = 2
+    I: int = 64
+
+
+FULL = Grid(
+    gru=tuple((B, H, D) for H in (64, 256, 300, 512, 1024) for B in (1, 8, 64, 512) for D in (1, 2)),
+    gru_forced=("persistent",),
+    cell=tuple((B, H) for B in (1, 64, 512) for H in (256, 1024)),
+    attention=tuple((32, Tq, T, A, D) for Tq in (1, 64) for T in (128, 512) for A in (64, 128) for D in (128, 256)),
+)
+# CI's form: every kernel (every strategy forced), one small shape per dtype, one config each.
+QUICK = Grid(gru=((8, 64, 2),), gru_forced=("rows", "stepwise", "persistent"), cell=((8, 64),),
+             attention=((2, 1, 32, 32, 32), (2, 16, 32, 32, 32)))
+
+
+@contextmanager
+def tf32(allowed: bool):
+    """Set both of torch's TF32 flags for the block; restore them after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _guarded(target, name, fn, *args, **kwargs):
+    """Run a launcher; an exception outside the compiles (which record their own) is a failed row."""
+    try:
+        return fn(*args, **kwargs)
+    except _NotPlanned:
+        raise
+    except ValueError as exc:
+        if str(exc).startswith("strategy='persistent'"):
+            raise _NotPlanned(str(exc)) from exc
+        target.failed(name, exc)
+    except Exception as exc:
+        target.failed(name, exc)
+    return None
+
+
+class _NotPlanned(Exception):
+    """plan_gru cannot hold this shape with the forced strategy (not a compile failure)."""
+
+
+def gru_layer(target, dtype_label, B, H, D, T, I, strategy):
+    """One layer's forward (save=True) and backward with ``strategy`` (None: the dispatcher's pick).
+    Returns the strategies whose kernels ran in both passes."""
+    dt = DTYPES[dtype_label][0]
+    z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
+    x, h0, w_ih, w_hh, b_ih, b_hh = z(T, B, I), z(D, B, H), z(D * 3 * H, I), z(D, 3 * H, H), z(D * 3 * H), z(D, 3 * H)
+    lengths = torch.full((B,), T, dtype=torch.int64)
+    shape = dict(B=B, H=H, D=D, T=T, I=I)
+    pick = "dispatcher" if strategy is None else "forced"
+    start = len(target.rows)
+    for pass_ in ("forward", "backward"):
+        with target.case(strategy="gru", dtype=dtype_label, shape=shape, pick=pick, **{"pass": pass_}):
+            try:
+                if pass_ == "forward":
+                    res = _guarded(target, "gru_layer_forward", AG.gru_layer_forward,
+                                   x, h0, w_ih, w_hh, b_ih, b_hh, lengths, False, True, strategy)
+                    if res is None:
+                        break
+                    out, _, (hprev, gates) = res
+                else:
+                    _guarded(target, "gru_layer_backward", AG.gru_layer_backward,
+                             torch.zeros_like(out), z(D, B, H), x, w_ih, w_hh, lengths, hprev, gates, False, strategy)
+            except _NotPlanned as exc:
+                target.notes.append(f"{dtype_label} {_fmt(shape)} {pass_}: {exc}")
+                if pass_ == "forward":
+                    break
+    ran = [{r["strategy"] for r in target.rows[start:] if not r["probe"] and r["pass"] == p} for p in ("forward", "backward")]
+    return ran[0] & ran[1]
+
+
+def gru_cell(target, dtype_label, B, H):
+    dt = DTYPES[dtype_label][0]
+    I = H
+    z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
+    x, h, w_ih, w_hh, b = z(B, I), z(B, H), z(3 * H, I), z(3 * H, H), z(3 * H)
+    shape = dict(B=B, H=H, I=I)
+    with target.case(strategy="cell", dtype=dtype_label, shape=shape, pick="dispatcher", **{"pass": "forward"}):
+        res = _guarded(target, "gru_cell_forward", AG.gru_cell_forward, x, h, w_ih, w_hh, b, b, True)
+    if res is None:
+        return
+    with target.case(strategy="cell", dtype=dtype_label, shape=shape, pick="dispatcher", **{"pass": "backward"}):
+        _guarded(target, "gru_cell_backward", AG.gru_cell_backward, z(B, H), x, h, w_ih, w_hh, res[1])
+
+
+def attention(target, dtype_label, kind, N, Tq, T, A, D):
+    """Forward with weights, then the backward with the weights' gradient and dq (need_dqp)."""
+    dt = DTYPES[dtype_label][0]
+    z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
+    q, k, v = z(N, Tq, A), z(N, T, A), z(N, T, D)
+    lengths = torch.full((N,), T, dtype=torch.int64)
+    shape = dict(N=N, Tq=Tq, T=T, **({"A": A} if kind == "additive" else {"K": A}), D=D)
+    label = dict(strategy="attention", dtype=dtype_label, shape=shape, pick="dispatcher")
+    if kind == "additive":
+        w = z(A)
+        fwd = (AA.additive_forward, (q, k, w, v, lengths, None, True))
+        bwd = (AA.additive_backward, lambda lse, do, dp: (q, k, w, v, lengths, None, lse, do, dp, True))
+    else:
+        fwd = (AA.dot_forward, (q, k, v, lengths, None, 0.125, True))
+        bwd = (AA.dot_backward, lambda lse, do, dp: (q, k, v, lengths, None, 0.125, lse, do, dp, True))
+    with target.case(**label, **{"pass": "forward"}):
+        res = _guarded(target, fwd[0].__name__, fwd[0], *fwd[1])
+    if res is None:
+        return
+    out, lse, probs = res
+    with target.case(**label, **{"pass": "backward"}):
+        _guarded(target, bwd[0].__name__, bwd[0], *bwd[1](lse, z(N, Tq, D), probs.to(dt)))
+
+
+def _fmt(shape: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in shape.items())
+
+
+def run_all(target, grid: Grid, dtypes=tuple(DTYPES)):
+    """Every case of ``grid`` in every dtype, dtype by dtype (the TF32 flags set for each)."""
+    for label in dtypes:
+        with tf32(DTYPES[label][1]), torch.no_grad():
+            for B, H, D in grid.gru:
+                ran = gru_layer(target, label, B, H, D, grid.T, grid.I, None)
+                for strategy in grid.gru_forced:
+                    if strategy not in ran:
+                        gru_layer(target, label, B, H, D, grid.T, grid.I, strategy)
+            for B, H in grid.cell:
+                gru_cell(target, label, B, H)
+            for kind in ("additive", "dot"):
+                for N, Tq, T, A, D in grid.attention:
+                    attention(target, label, kind, N, Tq, T, A, D)
