@@ -33,10 +33,11 @@ def _k():
     return _kernels
 
 
-def _launch(kernel, configs_fn, shape, grid, *args, **kwargs):
-    """Launch an autotuned attention kernel; the configurations that suit ``shape`` travel with
-    it (the interpreter, which cannot time them, runs its own single one)."""
-    launch(kernel, grid, args, kwargs, configs_fn(*shape, interpret=backend.INTERPRET))
+def _launch(kernel, configs_fn, shape, dtype, grid, *args, **kwargs):
+    """Launch an autotuned attention kernel; the configurations that suit ``shape`` and ``dtype``
+    travel with it (the interpreter, which cannot time them, runs its own single one). The
+    kernel's arguments carry ``_k()[2].bucket(*shape)`` as its autotune key."""
+    launch(kernel, grid, args, kwargs, configs_fn(*shape, dtype=dtype, interpret=backend.INTERPRET))
 
 
 def _types(dtype: torch.dtype):
@@ -83,8 +84,8 @@ def additive_forward(qp, kp, w, values, lengths, mask, need_weights):
     out, lse, scores, grid = _forward_buffers(N, Tq, T, D, cdt, values.device, need_weights)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     _launch(
-        KA.additive_fwd, KA.additive_configs, (Tq, T, A, D), grid,
-        qp, kp, w, values, lengths, mask_u8, out, lse, scores, Tq, T, A, D,
+        KA.additive_fwd, KA.additive_configs, (Tq, T, A, D), values.dtype, grid,
+        qp, kp, w, values, lengths, mask_u8, out, lse, scores, Tq, T, A, D, *_k()[2].bucket(Tq, T, A, D),
         *qp.stride(), *kp.stride(), w.stride(0), *values.stride(), s_mn, s_mt, *out.stride(),
         NEED_WEIGHTS=need_weights, CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec,
     )
@@ -104,16 +105,18 @@ def additive_backward(qp, kp, w, values, lengths, mask, lse, d_out, d_probs, nee
     strides = (*qp.stride(), *kp.stride(), w.stride(0), *values.stride(), s_mn, s_mt, *d_out.stride())
     meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
     shape = (Tq, T, A, D)
+    sizes = (*shape, *_k()[2].bucket(*shape))
     # Query blocks first: they write delta, which the key-block kernel reads.
     dqp = new_empty((N, Tq, A), cdt, values.device) if need_dqp else None
     grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
-    _launch(KA.additive_bwd_dq, KA.additive_configs, shape, grid, *common, dqp if need_dqp else delta,
-            *shape, *strides, NEED_DQ=need_dqp, **meta)
+    _launch(KA.additive_bwd_dq, KA.additive_configs, shape, values.dtype, grid, *common, dqp if need_dqp else delta,
+            *sizes, *strides, NEED_DQ=need_dqp, **meta)
     dkp = new_empty((N, T, A), cdt, values.device)
     dval = new_empty((N, T, D), cdt, values.device)
     dw_part = new_empty((N, T, A), cdt, values.device)
     grid = lambda m: (N, triton.cdiv(T, m["BLOCK_T"]))  # noqa: E731
-    _launch(KA.additive_bwd_dkv, KA.additive_configs, shape, grid, *common, dkp, dval, dw_part, *shape, *strides, **meta)
+    _launch(KA.additive_bwd_dkv, KA.additive_configs, shape, values.dtype, grid, *common, dkp, dval, dw_part, *sizes,
+            *strides, **meta)
     if need_dqp:
         dqp = dqp.to(qp.dtype)
     dw = dw_part.sum(dim=(0, 1)).to(w.dtype)
@@ -152,8 +155,8 @@ def dot_forward(q, k, values, lengths, mask, scale, need_weights):
     out, lse, scores, grid = _forward_buffers(N, Tq, T, D, cdt, values.device, need_weights)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     _launch(
-        KD.dot_fwd, KD.dot_configs, (Tq, T, K, D), grid,
-        q, k, values, lengths, mask_u8, out, lse, scores, Tq, T, K, D, float(scale),
+        KD.dot_fwd, KD.dot_configs, (Tq, T, K, D), values.dtype, grid,
+        q, k, values, lengths, mask_u8, out, lse, scores, Tq, T, K, D, float(scale), *_k()[2].bucket(Tq, T, K, D),
         *q.stride(), *k.stride(), *values.stride(), s_mn, s_mt, *out.stride(),
         NEED_WEIGHTS=need_weights, CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec,
     )
@@ -170,18 +173,19 @@ def dot_backward(q, k, values, lengths, mask, scale, lse, d_out, d_probs, need_d
     delta, dprob = _backward_buffers(N, Tq, d_probs, cdt, values.device)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     common = (q, k, values, lengths, mask_u8, d_out, lse, delta, dprob)
-    sizes = (Tq, T, K, D, float(scale))
+    shape = (Tq, T, K, D)
+    sizes = (*shape, float(scale), *_k()[2].bucket(*shape))
     strides = (*q.stride(), *k.stride(), *values.stride(), s_mn, s_mt, *d_out.stride())
     meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
     # Query blocks first: they write delta, which the key-block kernel reads.
     dq = new_empty((N, Tq, K), cdt, values.device) if need_dq else None
     grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
-    _launch(KD.dot_bwd_dq, KD.dot_configs, sizes[:4], grid, *common, dq if need_dq else delta, *sizes, *strides,
+    _launch(KD.dot_bwd_dq, KD.dot_configs, shape, values.dtype, grid, *common, dq if need_dq else delta, *sizes, *strides,
             NEED_DQ=need_dq, **meta)
     dk = new_empty((N, T, K), cdt, values.device)
     dval = new_empty((N, T, D), cdt, values.device)
     grid = lambda m: (N, triton.cdiv(T, m["BLOCK_T"]))  # noqa: E731
-    _launch(KD.dot_bwd_dkv, KD.dot_configs, sizes[:4], grid, *common, dk, dval, *sizes, *strides, **meta)
+    _launch(KD.dot_bwd_dkv, KD.dot_configs, shape, values.dtype, grid, *common, dk, dval, *sizes, *strides, **meta)
     if need_dq:
         dq = dq.to(q.dtype)
     return dq, dk.to(k.dtype), dval.to(values.dtype)

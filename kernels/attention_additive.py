@@ -12,50 +12,85 @@ of one with atomics: each program owns its output rows, so results are determini
 kernels may be autotuned (they zero their own outputs first, so a re-run is idempotent).
 """
 
+import torch
 import triton
 import triton.language as tl
 
-from .attention_common import accumulate, dprobs, dscores, key_valid, mm, next_pow2, tanh
+from .attention_common import (accumulate, bucket, clamp, dprobs, dscores, element_bytes, key_valid, mm, shared_limit,
+                               tanh)
 
-_KEY = ["Tq", "T", "A", "D"]
+_KEY = ["KEY_TQ", "KEY_T", "KEY_A", "KEY_D"]  # the shape's bucket: powers of two (attention_common.bucket)
 
 
-def additive_configs(Tq=None, T=None, A=None, D=None, interpret=False):
-    """Launch configurations for the three additive kernels: every candidate without a shape
-    (the autotuner's list), those that suit the shape with one (its pruning), and exactly one
-    under the interpreter. Block sides are >= 16 wherever they meet in a tl.dot."""
+def additive_configs(Tq=None, T=None, A=None, D=None, dtype=torch.float32, interpret=False, arch=None):
+    """Launch configurations for the three additive kernels. With a shape: at most four, decided
+    by its bucket and dtype alone and fitting the target's shared memory (``arch``, default the
+    current target); this is also the autotuner's pruning, so what a compile check sees is what
+    gets timed. Without one: every configuration a shape can get (the autotuner's list). Under
+    the interpreter: exactly one (and no driver). Block sides are >= 16 wherever they meet in a
+    tl.dot (BLOCK_A never does: it only chunks the tanh tile)."""
     if interpret:
         bq = 1 if Tq == 1 else 16  # Tq = 1 (pooling) takes the no-dot path, Tq > 1 the dot path
         return [triton.Config({"BLOCK_Q": bq, "BLOCK_T": 16, "BLOCK_A": 16, "BLOCK_D": 32}, num_warps=4)]
-    configs = [
-        triton.Config({"BLOCK_Q": bq, "BLOCK_T": bt, "BLOCK_A": ba, "BLOCK_D": bd}, num_warps=w)
-        for bq in (1, 2, 4, 8, 16, 32)
-        for bt in (16, 32, 64)
-        for ba in (16, 32)
-        for bd in (32, 64, 128, 256)
-        for w in (4, 8)
-    ]
     if Tq is None:
-        return configs
-    return [c for c in configs if _suits(c.kwargs, Tq, T, A, D)]
+        return _ALL
+    dot_b, cdt_b = element_bytes(dtype)
+    fits = [c for c in _candidates(bucket(Tq, T, A, D), cdt_b) if shared_bytes(c, dot_b, cdt_b) <= shared_limit(arch)]
+    return fits[:4]
 
 
-def _suits(k, Tq, T, A, D):
-    bq, bt, ba, bd = k["BLOCK_Q"], k["BLOCK_T"], k["BLOCK_A"], k["BLOCK_D"]
-    want_q = (min(next_pow2(Tq), 16),) if Tq < 32 else (16, 32)
-    return (
-        bq in want_q
-        and bt <= max(16, next_pow2(T))
-        and ba <= max(16, next_pow2(A))
-        and bd == min(max(32, next_pow2(D)), 256)  # one value block up to D = 256
-        and bq * bt * ba <= 8192  # the [BQ, BT, BA] tanh tile lives in registers
-        and (bq >= 16 or bq * bt * bd <= 16384)  # the no-dot product is a 3-D tile too
-    )
+def _config(bq, bt, ba, bd, warps, stages):
+    return triton.Config({"BLOCK_Q": bq, "BLOCK_T": bt, "BLOCK_A": ba, "BLOCK_D": bd}, num_warps=warps, num_stages=stages)
+
+
+TILE_BYTES_PER_THREAD = 64  # of the [BQ, BT, BA] tanh tile, in the compute dtype
+
+
+def _candidates(key, cdt_b):
+    """Best first. The [BQ, BT, BA] tanh tile lives in registers, so it is sized per thread:
+    up to 64 bytes (16 fp32 values) with 4 warps, twice that with 8 warps, which only get
+    tiles too big for 4 (past that the backward kernels spill on sm_90). Per warp count, the
+    largest tiles that fit, the widest BLOCK_A first (fewer passes over A), two each. BLOCK_Q
+    is the bucket up to 16: below 16 the products run as broadcast sums (no tl.dot), which
+    makes [BQ, BT, BD] a register tile as well (allowed twice the budget).
+    Every bucket gets one: [BQ, 16, 8] fits 4 warps below BQ = 16 and 8 warps at 16."""
+    tq, t, a, d = key
+    budget = {w: TILE_BYTES_PER_THREAD * 32 * w // cdt_b for w in (4, 8)}  # tile elements
+    bq, bd = min(tq, 16), clamp(d, 16, 64 if cdt_b == 8 else 128)
+    if bq < 16:
+        bd = min(bd, 2 * budget[4] // (16 * bq))  # so that BLOCK_T = 16 fits 4 warps
+    out = []
+    for w, floor in ((4, 0), (8, budget[4])):
+        tiles = [
+            (bq * bt * ba, ba, bt)
+            for bt in (16, 32, 64, 128) if bt <= max(16, t)
+            for ba in (8, 16, 32) if ba <= max(8, a)
+            if floor < bq * bt * ba <= budget[w] and (bq >= 16 or bq * bt * bd <= 2 * budget[w])
+        ]
+        out += [_config(bq, bt, ba, bd, w, 2) for _, ba, bt in sorted(tiles, reverse=True)[:2]]
+    return out
+
+
+def shared_bytes(cfg, dot_b, cdt_b):
+    """Shared memory a configuration may need, an upper estimate (checked against sm_90
+    compiles, docs/DECISIONS.md): each 2-D tile [BQ, BT], [BT, BD], [BQ, BD] once in the compute
+    dtype for layout conversions and, on the tl.dot path (BQ >= 16), num_stages times as a
+    dot operand."""
+    bq, bt, ba, bd = (cfg.kwargs[n] for n in ("BLOCK_Q", "BLOCK_T", "BLOCK_A", "BLOCK_D"))
+    per_element = cdt_b + (cfg.num_stages * dot_b if bq >= 16 else 0)
+    return per_element * (bq * bt + bt * bd + bq * bd)
+
+
+_ALL = [
+    _config(bq, bt, ba, bd, w, 2)
+    for bq in (1, 2, 4, 8, 16) for bt in (16, 32, 64, 128) for ba in (8, 16, 32) for bd in (16, 32, 64, 128)
+    for w in (4, 8)
+]
 
 
 def _prune(configs, nargs, **kwargs):
-    keep = [c for c in configs if _suits(c.kwargs, nargs["Tq"], nargs["T"], nargs["A"], nargs["D"])]
-    return keep or configs[:1]
+    """The autotuner's pruning: additive_configs of the bucket (the KEY_* arguments) and dtype."""
+    return additive_configs(nargs["KEY_TQ"], nargs["KEY_T"], nargs["KEY_A"], nargs["KEY_D"], dtype=nargs["val"].dtype)
 
 
 _HEURISTICS = {
@@ -101,10 +136,10 @@ def _key_block(qp, kp, w, mask, o_q, m_q, t0, T, n_valid, A, mask_row, s_mt, s_q
 
 @triton.autotune(configs=additive_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
 @triton.heuristics(_HEURISTICS)
-@triton.jit
+@triton.jit(do_not_specialize=_KEY)
 def additive_fwd(
     qp, kp, w, val, lengths, mask, out, lse, scores,  # pointers; lse [N, Tq], scores [N, Tq, T] contiguous
-    Tq, T, A, D,
+    Tq, T, A, D, KEY_TQ, KEY_T, KEY_A, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qa, s_kn, s_kt, s_ka, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_on, s_ot, s_od,
     NEED_WEIGHTS: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -156,10 +191,10 @@ _BWD_HEURISTICS = {**_HEURISTICS, "HAS_DPROB": lambda a: a["dprob"] is not None}
 
 @triton.autotune(configs=additive_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
 @triton.heuristics(_BWD_HEURISTICS)
-@triton.jit
+@triton.jit(do_not_specialize=_KEY)
 def additive_bwd_dq(
     qp, kp, w, val, lengths, mask, do, lse, delta, dprob, dqp,  # delta [N, Tq], dqp [N, Tq, A] written, CDT
-    Tq, T, A, D,
+    Tq, T, A, D, KEY_TQ, KEY_T, KEY_A, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qa, s_kn, s_kt, s_ka, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
     NEED_DQ: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -206,10 +241,10 @@ def additive_bwd_dq(
 
 @triton.autotune(configs=additive_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
 @triton.heuristics(_BWD_HEURISTICS)
-@triton.jit
+@triton.jit(do_not_specialize=_KEY)
 def additive_bwd_dkv(
     qp, kp, w, val, lengths, mask, do, lse, delta, dprob, dkp, dval, dw_part,  # outputs contiguous, CDT
-    Tq, T, A, D,
+    Tq, T, A, D, KEY_TQ, KEY_T, KEY_A, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qa, s_kn, s_kt, s_ka, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
     CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr,

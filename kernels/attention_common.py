@@ -1,5 +1,6 @@
 """Triton helpers shared by the attention kernels: tanh, a small matmul, key masks, an
-accumulate-in-global-memory step, and the launch-configuration helpers.
+accumulate-in-global-memory step, and the launch-configuration helpers (shape buckets, the
+target's shared-memory limit).
 
 Conventions (as in the other kernel files): ``o_`` offsets, ``m_`` masks, ``b_`` register
 blocks, ``s_`` strides; shapes in comments as ``# [BQ, BT]``.
@@ -95,6 +96,37 @@ def accumulate(ptrs, val, mask):
 
 def next_pow2(n: int) -> int:
     return triton.next_power_of_2(max(int(n), 1))
+
+
+def bucket(*sizes) -> tuple:
+    """The autotune key of a shape: each size rounded up to a power of two, so a new sequence
+    length re-tunes only when it crosses one (the kernels take these as ``KEY_*`` arguments)."""
+    return tuple(next_pow2(s) for s in sizes)
+
+
+def clamp(n: int, lo: int, hi: int) -> int:
+    return min(max(n, lo), hi)
+
+
+# Shared memory one program may opt in to, in bytes, by CUDA compute capability: sm_80/87
+# 163 KB, sm_86/89 99 KB, sm_90 227 KB (CUDA C Programming Guide, compute capabilities table).
+SHARED_LIMIT = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448}
+SHARED_LIMIT_OTHER = 65536  # any other target (sm_75, an AMD LDS): the smallest, to be safe
+
+
+def target_arch():
+    """The arch of the target being compiled for (an int such as 90 on CUDA); touches the driver."""
+    return triton.runtime.driver.active.get_current_target().arch
+
+
+def shared_limit(arch=None) -> int:
+    return SHARED_LIMIT.get(target_arch() if arch is None else arch, SHARED_LIMIT_OTHER)
+
+
+def element_bytes(dtype: torch.dtype, interpret: bool = False) -> tuple:
+    """(bytes of a tl.dot operand, bytes of a compute-dtype value) for inputs of ``dtype``."""
+    cdt = 8 if dtype == torch.float64 else 4
+    return (cdt if interpret or dtype in (torch.float32, torch.float64) else 2), cdt
 
 
 def compute_dtype(dtype: torch.dtype):

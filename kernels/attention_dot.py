@@ -7,48 +7,73 @@ row is saved (+inf for a fully masked row); the backward runs one kernel per key
 (dk, dvalues) and one per query block (dq), each program owning its output rows.
 """
 
+import torch
 import triton
 import triton.language as tl
 
-from .attention_common import accumulate, dprobs, dscores, key_valid, mm, next_pow2
+from .attention_common import accumulate, bucket, clamp, dprobs, dscores, element_bytes, key_valid, mm, shared_limit
 
-_KEY = ["Tq", "T", "K", "D"]
+_KEY = ["KEY_TQ", "KEY_T", "KEY_K", "KEY_D"]  # the shape's bucket: powers of two (attention_common.bucket)
 
 
-def dot_configs(Tq=None, T=None, K=None, D=None, interpret=False):
-    """Launch configurations for the three dot kernels: every candidate without a shape (the
-    autotuner's list), those that suit the shape with one (its pruning), exactly one under
-    the interpreter. Every block side is >= 16, so all products run on tensor cores."""
+def dot_configs(Tq=None, T=None, K=None, D=None, dtype=torch.float32, interpret=False, arch=None):
+    """Launch configurations for the three dot kernels. With a shape: at most four, decided by
+    its bucket and dtype alone and fitting the target's shared memory (``arch``, default the
+    current target); this is also the autotuner's pruning, so what a compile check sees is what
+    gets timed. Without one: every configuration a shape can get (the autotuner's list). Under
+    the interpreter: exactly one (and no driver). Every block side is >= 16 (tensor cores)."""
     if interpret:
         return [triton.Config({"BLOCK_Q": 16, "BLOCK_T": 16, "BLOCK_K": 16, "BLOCK_D": 32}, num_warps=4)]
-    configs = [
-        triton.Config({"BLOCK_Q": bq, "BLOCK_T": bt, "BLOCK_K": bk, "BLOCK_D": bd}, num_warps=w, num_stages=st)
-        for bq in (16, 32, 64)
-        for bt in (16, 32, 64)
-        for bk in (32, 64, 128)
-        for bd in (32, 64, 128, 256)
-        for w in (4, 8)
-        for st in (2, 3)
-    ]
     if Tq is None:
-        return configs
-    return [c for c in configs if _suits(c.kwargs, Tq, T, K, D)]
+        return _ALL
+    dot_b, cdt_b = element_bytes(dtype)
+    fits = [c for c in _candidates(bucket(Tq, T, K, D), dot_b, cdt_b) if shared_bytes(c, dot_b, cdt_b) <= shared_limit(arch)]
+    return fits[:4]
 
 
-def _suits(k, Tq, T, K, D):
-    bq, bt, bk, bd = k["BLOCK_Q"], k["BLOCK_T"], k["BLOCK_K"], k["BLOCK_D"]
-    return (
-        bq <= max(16, next_pow2(Tq))
-        and bt <= max(16, next_pow2(T))
-        and bk == min(max(32, next_pow2(K)), 128)
-        and bd == min(max(32, next_pow2(D)), 256)  # one value block up to D = 256
-        and bq * bd <= 8192  # the fp32 accumulator
-    )
+def _config(bq, bt, bk, bd, warps, stages):
+    return triton.Config({"BLOCK_Q": bq, "BLOCK_T": bt, "BLOCK_K": bk, "BLOCK_D": bd}, num_warps=warps, num_stages=stages)
+
+
+def _candidates(key, dot_b, cdt_b):
+    """Best first: the bucket's query and key blocks (up to 64; 16 query rows for 4- and 8-byte
+    operands, which spill past that on sm_90), then a half key block with one stage less, a
+    half query block (more programs for small batches), and the first with the other warp
+    count. One K block and one value block up to 128 (64 for fp64) bound the registers;
+    8 warps once a [BQ, max(BT, BD)] operand tile passes 4 KB (32 bytes a thread)."""
+    tq, t, k, d = key
+    wide = 64 if cdt_b == 8 else 128
+    bk, bd = clamp(k, 16, wide), clamp(d, 16, wide)
+    bq, bt = clamp(tq, 16, 64 if dot_b == 2 else 16), clamp(t, 16, 64)
+    warps = lambda q, t_: 4 if dot_b * q * max(t_, bd) <= 4096 else 8  # noqa: E731
+    blocks = [
+        (bq, bt, warps(bq, bt), 3),
+        (bq, max(bt // 2, 16), warps(bq, max(bt // 2, 16)), 2),
+        (max(bq // 2, 16), bt, warps(max(bq // 2, 16), bt), 3),
+        (bq, bt, 12 - warps(bq, bt), 3),
+    ]
+    return [_config(q, t_, bk, bd, w, st) for q, t_, w, st in dict.fromkeys(blocks)]  # distinct, in order
+
+
+def shared_bytes(cfg, dot_b, cdt_b):
+    """Shared memory a configuration may need, an upper estimate (checked against sm_90
+    compiles, docs/DECISIONS.md): the software pipeline keeps num_stages - 1 copies of the tl.dot
+    operands loaded in a loop (q, k, dO, v: (BQ + BT) x (BK + BD)), plus the [BQ, BT] p and ds
+    tiles in the compute dtype for layout conversions."""
+    bq, bt, bk, bd = (cfg.kwargs[n] for n in ("BLOCK_Q", "BLOCK_T", "BLOCK_K", "BLOCK_D"))
+    return (cfg.num_stages - 1) * dot_b * (bq + bt) * (bk + bd) + 2 * cdt_b * bq * bt
+
+
+_ALL = [
+    _config(bq, bt, bk, bd, w, st)
+    for bq in (16, 32, 64) for bt in (16, 32, 64) for bk in (16, 32, 64, 128) for bd in (16, 32, 64, 128)
+    for w in (4, 8) for st in (2, 3)
+]
 
 
 def _prune(configs, nargs, **kwargs):
-    keep = [c for c in configs if _suits(c.kwargs, nargs["Tq"], nargs["T"], nargs["K"], nargs["D"])]
-    return keep or configs[:1]
+    """The autotuner's pruning: dot_configs of the bucket (the KEY_* arguments) and dtype."""
+    return dot_configs(nargs["KEY_TQ"], nargs["KEY_T"], nargs["KEY_K"], nargs["KEY_D"], dtype=nargs["val"].dtype)
 
 
 _HEURISTICS = {
@@ -89,10 +114,10 @@ def _key_block(q, k, mask, o_q, m_q, t0, T, n_valid, K, scale, mask_row, s_mt, s
 
 @triton.autotune(configs=dot_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
 @triton.heuristics(_HEURISTICS)
-@triton.jit
+@triton.jit(do_not_specialize=_KEY)
 def dot_fwd(
     q, k, val, lengths, mask, out, lse, scores,  # pointers; lse [N, Tq], scores [N, Tq, T] contiguous
-    Tq, T, K, D, scale,
+    Tq, T, K, D, scale, KEY_TQ, KEY_T, KEY_K, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qk, s_kn, s_kt, s_kk, s_vn, s_vt, s_vd, s_mn, s_mt, s_on, s_ot, s_od,
     NEED_WEIGHTS: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -140,10 +165,10 @@ def dot_fwd(
 
 @triton.autotune(configs=dot_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
 @triton.heuristics(_BWD_HEURISTICS)
-@triton.jit
+@triton.jit(do_not_specialize=_KEY)
 def dot_bwd_dq(
     q, k, val, lengths, mask, do, lse, delta, dprob, dq,  # delta [N, Tq] and dq [N, Tq, K] written, CDT
-    Tq, T, K, D, scale,
+    Tq, T, K, D, scale, KEY_TQ, KEY_T, KEY_K, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qk, s_kn, s_kt, s_kk, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
     NEED_DQ: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -195,10 +220,10 @@ def dot_bwd_dq(
 
 @triton.autotune(configs=dot_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
 @triton.heuristics(_BWD_HEURISTICS)
-@triton.jit
+@triton.jit(do_not_specialize=_KEY)
 def dot_bwd_dkv(
     q, k, val, lengths, mask, do, lse, delta, dprob, dk, dval,  # outputs [N, T, K], [N, T, D] contiguous, CDT
-    Tq, T, K, D, scale,
+    Tq, T, K, D, scale, KEY_TQ, KEY_T, KEY_K, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qk, s_kn, s_kt, s_kk, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
     CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
