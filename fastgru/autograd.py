@@ -92,21 +92,20 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
     sizes = [T, B, H, D, *_time_batch_strides(gx, batch_first), *_time_batch_strides(out, batch_first)]
     meta = dict(HAS_BHN=b_hh is not None, SAVE=save, **_dot_options(w_hh))
 
-    def persistent_job(plan):
-        counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
-        return (persistent.gru_fwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D), [*args, counters, *sizes],
-                dict(meta, **plan.blocks(), num_warps=plan.num_warps, launch_cooperative_grid=True))
+    def job(plan, s=0):
+        """The launch (kernel, grid, args, meta) of ``plan``; stepwise: its step ``s``."""
+        m = dict(meta, **plan.blocks(), num_warps=plan.num_warps)
+        if plan.strategy == "rows":
+            return fwd.gru_fwd_rows_kernel, (plan.batch_blocks, D), [*args, *sizes], m
+        if plan.strategy == "persistent":
+            counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+            return (persistent.gru_fwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
+                    [*args, counters, *sizes], dict(m, launch_cooperative_grid=True))
+        return fwd.gru_fwd_step_kernel, (plan.batch_blocks, plan.hidden_blocks, D), [*args, s, *sizes], m
 
-    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=lambda p: resources(*persistent_job(p)))
-    meta.update(plan.blocks(), num_warps=plan.num_warps)
-    if plan.strategy == "rows":
-        launch(fwd.gru_fwd_rows_kernel, (plan.batch_blocks, D), [*args, *sizes], meta)
-    elif plan.strategy == "persistent":
-        launch(*persistent_job(plan))
-    else:
-        grid = (plan.batch_blocks, plan.hidden_blocks, D)
-        for s in range(T):
-            launch(fwd.gru_fwd_step_kernel, grid, [*args, s, *sizes], meta)
+    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=lambda p: resources(*job(p)))
+    for s in range(T if plan.strategy == "stepwise" else 1):
+        launch(*job(plan, s))
     h_n = hbuf[T % 2].to(x.dtype, copy=True)  # a fresh tensor, not a view into the scratch buffer
     return out, h_n, (hprev, gates)
 
@@ -132,13 +131,24 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
     state = [lengths, dbuf, hprev, gates, dgx, dgh]
     sizes = [T, B, H, D, *d_strides, *g_strides]
 
-    def persistent_job(plan):
-        counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
-        return (persistent.gru_bwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
-                [dout, w_hh, *state, counters, *sizes],
-                dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **plan.blocks()))
+    def job(plan, step=0):
+        """The launch of ``plan``; stepwise: the matmul phase (carry) of reverse step ``step``,
+        the kernel whose tiles the plan sizes."""
+        blocks = plan.blocks()
+        if plan.strategy == "rows":
+            return (bwd.gru_bwd_rows_kernel, (plan.batch_blocks, D), [dout, w_hh, *state, *sizes],
+                    dict(num_warps=plan.num_warps, **dot, **blocks))
+        if plan.strategy == "persistent":
+            counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+            return (persistent.gru_bwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
+                    [dout, w_hh, *state, counters, *sizes],
+                    dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **blocks))
+        s, cur = T - 1 - step, step % 2
+        return (bwd.gru_bwd_carry_kernel, (plan.batch_blocks, plan.hidden_blocks, D),
+                [dout, w_hh, lengths, dbuf, gates, dgh, s, cur, T, B, H, D, *d_strides],
+                dict(num_warps=plan.num_warps, **dot, **blocks))
 
-    fit = lambda p: resources(*persistent_job(p))  # noqa: E731
+    fit = lambda p: resources(*job(p))  # noqa: E731
     try:
         plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=fit)
     except ValueError:
@@ -147,20 +157,15 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
         # The forward held the shape but the backward kernel does not fit (it holds more live
         # state): the dispatcher's own choice runs the backward; the result is the same.
         plan = plan_gru(B, H, D, x.device, None, w_hh.dtype, resources=fit)
-    blocks = plan.blocks()
-    if plan.strategy == "rows":
-        launch(bwd.gru_bwd_rows_kernel, (plan.batch_blocks, D), [dout, w_hh, *state, *sizes],
-               dict(num_warps=plan.num_warps, **dot, **blocks))
-    elif plan.strategy == "persistent":
-        launch(*persistent_job(plan))
+    if plan.strategy != "stepwise":
+        launch(*job(plan))
     else:
-        grid = (plan.batch_blocks, plan.hidden_blocks, D)
-        tile = dict(num_warps=plan.num_warps, BLOCK_B=blocks["BLOCK_B"], BLOCK_H=blocks["BLOCK_H"])
+        gates_tile = dict(num_warps=plan.num_warps, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h)
         for step in range(T):
             s, cur = T - 1 - step, step % 2
-            launch(bwd.gru_bwd_gates_kernel, grid, [dout, *state, s, cur, *sizes], tile)
-            launch(bwd.gru_bwd_carry_kernel, grid, [dout, w_hh, lengths, dbuf, gates, dgh, s, cur, T, B, H, D, *d_strides],
-                   dict(num_warps=plan.num_warps, **dot, **blocks))
+            launch(bwd.gru_bwd_gates_kernel, (plan.batch_blocks, plan.hidden_blocks, D),
+                   [dout, *state, s, cur, *sizes], gates_tile)
+            launch(*job(plan, step))
     dh0 = dbuf[T % 2]
 
     flat_dgx = dgx.reshape(-1, D * H3)
@@ -263,18 +268,19 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, save):
     B, I = x.shape
     H = w_hh.shape[1]
     acc = _acc_dtype(x.dtype)
-    plan = plan_gru(B, H, 1, x.device, "stepwise")
     out = backend.new_empty((B, H), x.dtype, x.device)
     # Without SAVE the kernel writes no gates; the empty buffer still tells it the accumulator dtype.
     gates = backend.new_empty((B, 4 * H) if save else (0,), acc, x.device)
     has_bias = b_ih is not None
-    grid = (plan.batch_blocks, plan.hidden_blocks)
-    launch(
-        cell.gru_cell_fwd_kernel, grid,
-        [x, h, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, out, gates,
-         B, I, H, x.stride(0), h.stride(0), out.stride(0)],
-        dict(HAS_BIAS=has_bias, SAVE=save, num_warps=plan.num_warps, **_dot_options(w_hh, cell=True), **plan.blocks()),
-    )
+    meta = dict(HAS_BIAS=has_bias, SAVE=save, **_dot_options(w_hh, cell=True))
+
+    def job(plan):
+        return (cell.gru_cell_fwd_kernel, (plan.batch_blocks, plan.hidden_blocks),
+                [x, h, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, out, gates,
+                 B, I, H, x.stride(0), h.stride(0), out.stride(0)],
+                dict(meta, num_warps=plan.num_warps, **plan.blocks()))
+
+    launch(*job(plan_gru(B, H, 1, x.device, "stepwise", w_hh.dtype, resources=lambda p: resources(*job(p)))))
     return out, gates
 
 

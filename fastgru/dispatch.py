@@ -107,17 +107,45 @@ def resident_programs(res: Resources, device) -> int:
     return min(by_regs, by_smem, 2048 // threads, 32)
 
 
-def _persistent_plan(B, H, D, device, resources: Callable[[GRUPlan], Optional[Resources]]) -> GRUPlan | None:
+def _persistent_plan(B, H, D, device, dtype, resources: Callable[[GRUPlan], Optional[Resources]]) -> GRUPlan | None:
     """The first candidate whose compiled kernel (``resources`` compiles it) runs without spills
-    and whose whole grid is co-resident, as the grid barrier needs; None when none is."""
+    and whose whole grid is co-resident, as the grid barrier needs; None when none is. A
+    candidate whose weight tiles alone exceed one block's shared memory (where the compiler
+    stages them) is passed over without compiling."""
     sms = backend.sm_count(device)
+    smem_per_block = backend.sm_limits(device)[2]
+    weight_bytes = torch.finfo(dtype).bits // 8
     for plan in persistent_candidates(B, H, D):
-        if plan.programs * D > sms * 32:
+        if plan.programs * D > sms * 32 or 3 * plan.block_h * plan.block_k * weight_bytes > smem_per_block:
             continue
         res = resources(plan)
         if res is not None and plan.programs * D <= sms * resident_programs(res, device):
             return plan
     return None
+
+
+def tile_candidates(strategy: str, B: int, H: int) -> list[GRUPlan]:
+    """rows / stepwise (and the cell) tiles, in the order tried: the measured default, then
+    leaner ones (a shorter K step, then smaller hidden blocks with more warps) for the dtypes
+    and unaligned H whose compiled kernel spills with it. Tensor-core tiles need M, N, K >= 16."""
+    block_b = 16 if B <= 16 else 32
+    block_h = max(16, min(_pow2(H), 64))
+    tiles = [(block_h, block_h, 4 if block_b * block_h <= 1024 else 8), (block_h, min(block_h, 32), 8),
+             (min(block_h, 32), min(block_h, 32), 8), (16, 16, 4)]
+    unique = list(dict.fromkeys(tiles))
+    return [_plan(strategy, B, H, block_b, bh, bk, w) for bh, bk, w in unique]
+
+
+def _lean_plan(candidates: list[GRUPlan], resources) -> GRUPlan:
+    """The first candidate whose compiled kernel does not spill (the last, leanest, if all do);
+    the first without a way to compile (``resources`` None)."""
+    if resources is None:
+        return candidates[0]
+    for plan in candidates:
+        res = resources(plan)
+        if res is not None and res.spill_bytes == 0:
+            return plan
+    return candidates[-1]
 
 
 def plan_gru(
@@ -126,8 +154,9 @@ def plan_gru(
 ) -> GRUPlan:
     """Strategy and tile sizes for batch B, hidden H, D directions on ``device``.
     ``strategy`` forces a choice (benchmarks, tests); None picks by shape. ``resources`` gives
-    the compiled persistent kernel's footprint for a candidate plan (the launcher builds and
-    compiles it, so the fit is the real kernel's); without it persistent is not considered."""
+    the compiled kernel's footprint for a candidate plan (the launcher builds and compiles it,
+    so the fit is the real kernel's): persistent needs it (without it persistent is not
+    considered); rows and stepwise use it to step down to leaner tiles where a tile spills."""
     if strategy is not None and strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES} or None, got {strategy!r}")
     if not backend.on_gpu(device):
@@ -144,7 +173,7 @@ def plan_gru(
 
     wants_persistent = strategy == "persistent" or (strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES)
     if wants_persistent and resources is not None:
-        plan = _persistent_plan(B, H, D, device, resources)
+        plan = _persistent_plan(B, H, D, device, dtype, resources)
         if plan is not None:
             return plan
     if strategy == "persistent":
@@ -152,16 +181,11 @@ def plan_gru(
             f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {backend.sm_count(device)} SMs: "
             "no hidden block size compiles without spills with its whole grid co-resident"
         )
-    sms = backend.sm_count(device)
-    # Tensor-core tiles need M, N, K >= 16.
-    block_b = 16 if B <= 16 else 32
-    block_h = max(16, min(_pow2(H), 64))
     if strategy is None:
         # rows keeps everything in one launch but uses only batch_blocks * D programs; when that
         # leaves most SMs idle and H is large, stepwise's parallelism over H pays for its T launches.
         # Measured on an H100 (T=512, B 1-128): rows wins at H=256 (1.0-2.2x), stepwise from
         # H=512 (1.3-10x).
-        idle = _cdiv(B, block_b) * D * 4 < sms
+        idle = _cdiv(B, 16 if B <= 16 else 32) * D * 4 < backend.sm_count(device)
         strategy = "stepwise" if idle and H >= 512 else "rows"
-    num_warps = 4 if block_b * block_h <= 1024 else 8
-    return _plan(strategy, B, H, block_b, block_h, block_h, num_warps)
+    return _lean_plan(tile_candidates(strategy, B, H), resources)

@@ -99,3 +99,22 @@ def test_every_persistent_plan_is_co_resident(h100, B, H, D):
     assert plan.programs * D <= 132 * dispatch.resident_programs(footprint(plan), "cuda")
     assert plan.block_k >= H and plan.hidden_blocks * plan.block_h >= H
     assert plan.block_b * plan.batch_blocks >= B and plan.block_b in (16, 32, 64)
+
+
+@pytest.mark.parametrize("strategy", ["rows", "stepwise"])
+def test_rows_and_stepwise_step_down_to_a_tile_that_does_not_spill(h100, strategy):
+    first, second, *_ = dispatch.tile_candidates(strategy, 64, 300)
+    res = lambda p: Resources(255, 0, p.num_warps, 200 if p == first else 0)  # noqa: E731
+    assert dispatch.plan_gru(64, 300, 1, "cuda", strategy, torch.float32, resources=res) == second
+    assert dispatch.plan_gru(64, 300, 1, "cuda", strategy, torch.float32) == first  # nothing compiled: the default
+    spills = lambda p: Resources(255, 0, p.num_warps, 8)  # noqa: E731
+    assert dispatch.plan_gru(64, 300, 1, "cuda", strategy, torch.float32, resources=spills) == dispatch.tile_candidates(strategy, 64, 300)[-1]
+
+
+@pytest.mark.parametrize("B,H", [(1, 16), (8, 64), (64, 300), (512, 1024)])
+def test_tile_candidates_meet_the_mma_minimums(B, H):
+    plans = dispatch.tile_candidates("rows", B, H)
+    assert len(plans) == len(set(plans)) >= 1
+    for p in plans:
+        assert min(p.block_b, p.block_h, p.block_k) >= 16 and p.block_k <= p.block_h
+        assert p.batch_blocks * p.block_b >= B and p.hidden_blocks * p.block_h >= H
