@@ -9,6 +9,7 @@ runs by itself. Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -19,6 +20,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="every kernel, one config, one small shape per dtype (CI)")
     p.add_argument("--out", default="bench/results/compile", help="folder for compile-smXX.json and .md")
     p.add_argument("--dtype", default="all", help="comma-separated subset of bf16,fp16,fp32-tf32,fp32-ieee,fp64")
+    p.add_argument("--forced", default=None,
+                   help="strategies also compiled forced beside the dispatcher's pick (comma-separated, '' for none; "
+                        "default: the form's own list)")
     args = p.parse_args(argv)
 
     from . import driver
@@ -40,12 +44,14 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown dtype {unknown}; choose from {', '.join(cases.DTYPES)}")
     grid = cases.QUICK if args.quick else cases.FULL
+    if args.forced is not None:
+        grid = dataclasses.replace(grid, gru_forced=tuple(s for s in args.forced.split(",") if s))
     target = CompileTarget(a, quick=args.quick)
     start = time.perf_counter()
     with backend.assume_gpu(a.sms, a.limits), compiling(target):
         cases.run_all(target, grid, dtypes)
     seconds = time.perf_counter() - start
-    meta = dict(form="quick" if args.quick else "full", triton=triton.__version__, torch=torch.__version__,
+    meta = dict(form="quick" if args.quick else "full", forced=list(grid.gru_forced), dtypes=list(dtypes), triton=triton.__version__, torch=torch.__version__,
                 gpu=f"{a.sms} SMs, sm_{a.number}", seconds=seconds, shared_limit=a.shared_limit)
     paths = report.write(args.out, a.number, target.rows, target.notes, meta)
     s = report.summary(target.rows, a.shared_limit)

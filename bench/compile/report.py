@@ -58,7 +58,8 @@ def markdown(arch: int, rows: list[dict], notes: list[str], meta: dict) -> str:
         f"# Compile check: sm_{arch}",
         "",
         f"{meta['form']} form, Triton {meta['triton']}, torch {meta['torch']}, planned as {meta['gpu']}, "
-        f"{meta['seconds']:.0f} s.",
+        f"{meta['seconds']:.0f} s. Dtypes: {', '.join(meta.get('dtypes', []))}; strategies also compiled forced: "
+        f"{', '.join(meta.get('forced', [])) or 'none'}.",
         "",
         f"- compiles: {s['rows']} rows, {s['ok']} ok, {s['failed']} failed, {s['spilled']} spilled",
         f"- max registers per thread: {s['max_registers']}; max shared memory: {s['max_shared_bytes']} B "
