@@ -126,14 +126,15 @@ def _persistent_plan(B, H, D, device, dtype, resources: Callable[[GRUPlan], Opti
 
 def tile_candidates(strategy: str, B: int, H: int) -> list[GRUPlan]:
     """rows / stepwise (and the cell) tiles, in the order tried: the measured default, then
-    leaner ones (a shorter K step, then smaller hidden blocks with more warps) for the dtypes
-    and unaligned H whose compiled kernel spills with it. Tensor-core tiles need M, N, K >= 16."""
+    leaner ones (a shorter K step, smaller hidden blocks with more warps, then a 16-row batch
+    block) for the dtypes and unaligned H whose compiled kernel spills with it. Tensor-core
+    tiles need M, N, K >= 16."""
     block_b = 16 if B <= 16 else 32
     block_h = max(16, min(_pow2(H), 64))
-    tiles = [(block_h, block_h, 4 if block_b * block_h <= 1024 else 8), (block_h, min(block_h, 32), 8),
-             (min(block_h, 32), min(block_h, 32), 8), (16, 16, 4)]
-    unique = list(dict.fromkeys(tiles))
-    return [_plan(strategy, B, H, block_b, bh, bk, w) for bh, bk, w in unique]
+    narrow = min(block_h, 32)
+    tiles = [(block_b, block_h, block_h, 4 if block_b * block_h <= 1024 else 8), (block_b, block_h, narrow, 8),
+             (block_b, narrow, narrow, 8), (block_b, 16, 16, 4), (16, narrow, narrow, 8), (16, 16, 16, 8)]
+    return [_plan(strategy, B, H, bb, bh, bk, w) for bb, bh, bk, w in dict.fromkeys(tiles)]
 
 
 def _lean_plan(candidates: list[GRUPlan], resources) -> GRUPlan:
