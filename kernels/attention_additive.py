@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_common import (accumulate, bucket, clamp, dprobs, dscores, element_bytes, key_valid, mm, shared_limit,
+from .attention_common import (accumulate, accumulate_product, bucket, clamp, dprobs, dscores, element_bytes, key_valid, mm, shared_limit,
                                tanh)
 
 _KEY = ["KEY_TQ", "KEY_T", "KEY_A", "KEY_D"]  # the shape's bucket: powers of two (attention_common.bucket)
@@ -284,12 +284,7 @@ def additive_bwd_dkv(
         p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
                         HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
         p_t = tl.trans(p)  # [BT, BQ]
-        for d0 in range(0, D, BLOCK_D):
-            o_d = d0 + tl.arange(0, BLOCK_D)
-            m_d = o_d < D
-            b_do = tl.load(do + o_q[:, None] * s_dq + o_d[None, :] * s_dd, mask=m_q[:, None] & m_d[None, :], other=0.0)
-            accumulate(dval + o_t[:, None] * D + o_d[None, :], mm(p_t, b_do, USE_DOT, CDT, DOT_DT, PRECISION),
-                       m_tt[:, None] & m_d[None, :])
+        accumulate_product(dval, o_t, m_tt, p_t, do, o_q, m_q, s_dq, s_dd, D, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_D)
         for a0 in range(0, A, BLOCK_A):
             o_a, m_a, b_w, b_t = _tanh_tile(qp, kp, w, o_q, o_t, m_q, m_t, a0, A, s_qt, s_qa, s_kt, s_ka, s_w, BLOCK_A, CDT)
             g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=0) * b_w[None, :]  # [BT, BA]

@@ -94,6 +94,20 @@ def accumulate(ptrs, val, mask):
     tl.debug_barrier()
 
 
+@triton.jit
+def accumulate_product(out, o_r, m_r, a, src, o_s, m_s, s_row, s_col, N,
+                       USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
+                       BLOCK_N: tl.constexpr):
+    """``out[o_r, :N] += a @ src[o_s, :N]`` (``out`` row-major with N columns, rows this program
+    owns), BLOCK_N columns at a time: the gradient updates of the backward kernels."""
+    for n0 in range(0, N, BLOCK_N):
+        o_n = n0 + tl.arange(0, BLOCK_N)
+        m_n = o_n < N
+        b = tl.load(src + o_s[:, None] * s_row + o_n[None, :] * s_col, mask=m_s[:, None] & m_n[None, :], other=0.0)
+        accumulate(out + o_r[:, None] * N + o_n[None, :], mm(a, b, USE_DOT, CDT, DOT_DT, PRECISION),
+                   m_r[:, None] & m_n[None, :])
+
+
 def next_pow2(n: int) -> int:
     return triton.next_power_of_2(max(int(n), 1))
 

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_common import accumulate, bucket, clamp, dprobs, dscores, element_bytes, key_valid, mm, shared_limit
+from .attention_common import accumulate_product, bucket, clamp, dprobs, dscores, element_bytes, key_valid, mm, shared_limit
 
 _KEY = ["KEY_TQ", "KEY_T", "KEY_K", "KEY_D"]  # the shape's bucket: powers of two (attention_common.bucket)
 
@@ -210,12 +210,7 @@ def dot_bwd_dq(
             p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd,
                             s_vt, s_vd, HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
             ds = ds * scale
-            for k0 in range(0, K, BLOCK_K):
-                o_k = k0 + tl.arange(0, BLOCK_K)
-                m_k = o_k < K
-                b_k = tl.load(k + o_t[:, None] * s_kt + o_k[None, :] * s_kk, mask=m_t[:, None] & m_k[None, :], other=0.0)
-                accumulate(dq + o_q[:, None] * K + o_k[None, :], mm(ds, b_k, USE_DOT, CDT, DOT_DT, PRECISION),
-                           m_q[:, None] & m_k[None, :])
+            accumulate_product(dq, o_q, m_q, ds, k, o_t, m_t, s_kt, s_kk, K, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_K)
 
 
 @triton.autotune(configs=dot_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune})
@@ -259,15 +254,5 @@ def dot_bwd_dkv(
         p, ds = dscores(s, b_lse, b_delta, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
                         HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
         p_t, ds_t = tl.trans(p), tl.trans(ds * scale)  # [BT, BQ]
-        for d0 in range(0, D, BLOCK_D):
-            o_d = d0 + tl.arange(0, BLOCK_D)
-            m_d = o_d < D
-            b_do = tl.load(do + o_q[:, None] * s_dq + o_d[None, :] * s_dd, mask=m_q[:, None] & m_d[None, :], other=0.0)
-            accumulate(dval + o_t[:, None] * D + o_d[None, :], mm(p_t, b_do, USE_DOT, CDT, DOT_DT, PRECISION),
-                       m_tt[:, None] & m_d[None, :])
-        for k0 in range(0, K, BLOCK_K):
-            o_k = k0 + tl.arange(0, BLOCK_K)
-            m_k = o_k < K
-            b_q = tl.load(q + o_q[:, None] * s_qt + o_k[None, :] * s_qk, mask=m_q[:, None] & m_k[None, :], other=0.0)
-            accumulate(dk + o_t[:, None] * K + o_k[None, :], mm(ds_t, b_q, USE_DOT, CDT, DOT_DT, PRECISION),
-                       m_tt[:, None] & m_k[None, :])
+        accumulate_product(dval, o_t, m_tt, p_t, do, o_q, m_q, s_dq, s_dd, D, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_D)
+        accumulate_product(dk, o_t, m_tt, ds_t, q, o_q, m_q, s_qt, s_qk, K, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_K)
