@@ -45,7 +45,8 @@ def _step(module, x, mode):
 def _recorded_plans(num_warps=None, block_h=None):
     """The plans the layer's launchers pick, in order; and two experiments patched in: the
     persistent forward's warp count, the persistent hidden-block sizes tried."""
-    from fastgru import autograd, dispatch
+    from fastgru.launchers import gru_layer as autograd
+    from fastgru.launchers import plan as dispatch
 
     original, sizes, seen = autograd.plan_gru, dispatch.PERSISTENT_BLOCK_H, []
 

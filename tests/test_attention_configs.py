@@ -11,8 +11,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.runtime.driver import driver
 
-import fastgru.attention_autograd as AA
-from fastgru.launch import Launch
+import fastgru.launchers.attention as AA
+from fastgru.launchers.launch import Launch
 from fastgru.kernels import attention_additive as KA
 from fastgru.kernels import attention_common as common
 from fastgru.kernels import attention_dot as KD

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fastgru
-import fastgru.attention_autograd as AA
+import fastgru.launchers.attention as AA
 
 N, Tq, T, DQ, DK, A, DV = 2, 3, 5, 4, 6, 7, 3
 

@@ -4,7 +4,7 @@ weights and every gradient; masks; fully masked rows; gradcheck; low precision; 
 import pytest
 import torch
 
-import fastgru.attention_functional as AF
+import fastgru.functional as AF
 from fastgru import reference
 from fastgru.backend import uses_kernels
 from fastgru.testing import check_close, tolerance

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import fastgru
-import fastgru.attention_functional as AF
+import fastgru.functional.attention as AF
 from fastgru.testing import check_close
 
 

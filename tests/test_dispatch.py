@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fastgru import backend, dispatch
-from fastgru.launch import Resources
+from fastgru import backend
+from fastgru.launchers import plan as dispatch
+from fastgru.launchers.launch import Resources
 
 
 @pytest.fixture

@@ -88,13 +88,14 @@ def test_cell_errors_match(name):
 
 
 def test_errors_raise_before_any_kernel(monkeypatch):
-    import fastgru.autograd as ag
+    import fastgru.ops.gru_cell as cell_ops
+    import fastgru.ops.gru_layer as layer_ops
 
     def boom(*a, **k):
         raise AssertionError("a kernel ran before the input was validated")
 
-    monkeypatch.setattr(ag, "gru_layer_forward", boom)
-    monkeypatch.setattr(ag, "gru_cell_forward", boom)
+    monkeypatch.setattr(layer_ops, "gru_layer_forward", boom)
+    monkeypatch.setattr(cell_ops, "gru_cell_forward", boom)
     for call in GRU_CALLS.values():
         with pytest.raises((ValueError, RuntimeError, TypeError)):
             call(fastgru.GRU(5, 7, num_layers=2))

@@ -110,7 +110,7 @@ def test_persistent_with_several_batch_blocks(device):
 
 def test_persistent_refuses_several_hidden_blocks_under_interpreter():
     from fastgru import backend
-    from fastgru.dispatch import plan_gru
+    from fastgru.launchers.plan import plan_gru
 
     if not backend.INTERPRET:
         pytest.skip("interpreter-only restriction")
@@ -119,7 +119,7 @@ def test_persistent_refuses_several_hidden_blocks_under_interpreter():
 
 
 def test_interpreter_plans():
-    from fastgru.dispatch import plan_gru
+    from fastgru.launchers.plan import plan_gru
 
     p = plan_gru(5, 70, 2, "cpu")
     assert (p.strategy, p.block_b, p.block_h, p.batch_blocks, p.hidden_blocks) == ("rows", 8, 64, 1, 2)

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     import triton
 
     from fastgru import backend
-    from fastgru.launch import compiling
+    from fastgru.launchers.launch import compiling
 
     from . import cases, report
     from .target import CompileTarget, arch

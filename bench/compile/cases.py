@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from fastgru import attention_autograd as AA
-from fastgru import autograd as AG
+from fastgru.launchers import attention as AA
+from fastgru.launchers import gru_cell as AC
+from fastgru.launchers import gru_layer as AG
 
 # label -> (torch dtype, TF32 allowed). TF32 only matters for fp32: the GRU layer follows
 # cudnn.allow_tf32 (3xTF32), the cell and attention follow cuda.matmul.allow_tf32.
@@ -110,11 +111,11 @@ def gru_cell(target, dtype_label, B, H):
     x, h, w_ih, w_hh, b = z(B, I), z(B, H), z(3 * H, I), z(3 * H, H), z(3 * H)
     shape = dict(B=B, H=H, I=I)
     with target.case(strategy="cell", dtype=dtype_label, shape=shape, pick="dispatcher", **{"pass": "forward"}):
-        res = _guarded(target, "gru_cell_forward", AG.gru_cell_forward, x, h, w_ih, w_hh, b, b, True)
+        res = _guarded(target, "gru_cell_forward", AC.gru_cell_forward, x, h, w_ih, w_hh, b, b, True)
     if res is None:
         return
     with target.case(strategy="cell", dtype=dtype_label, shape=shape, pick="dispatcher", **{"pass": "backward"}):
-        _guarded(target, "gru_cell_backward", AG.gru_cell_backward, z(B, H), x, h, w_ih, w_hh, res[1])
+        _guarded(target, "gru_cell_backward", AC.gru_cell_backward, z(B, H), x, h, w_ih, w_hh, res[1])
 
 
 def attention(target, dtype_label, kind, N, Tq, T, A, D):

@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from fastgru.launch import Launch, Resources, untuned
+from fastgru.launchers.launch import Launch, Resources, untuned
 
 from . import ptxas
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fastgru import reference
-from fastgru.models import GRUAttention
+from fastgru import GRUAttention
 
 
 class TorchPooling(nn.Module):

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import backend
+from .. import backend
 from .launch import Resources
 
 STRATEGIES = ("rows", "stepwise", "persistent")

@@ -1,4 +1,5 @@
-"""Public functions for the GRU ops: validate inputs, then hand them to the chosen backend.
+"""Public functions of the GRU family (gru, gru_cell): validate inputs, then hand them to the
+chosen backend.
 
 Every check happens here, before any kernel runs, and raises the exception type nn.GRU raises
 for the same mistake, with a message naming the expected shape, dtype or device.
@@ -12,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from . import backend, reference
-from .autograd import gru_cell_op, gru_layer_op
+from .. import backend, reference
+from ..ops.gru_cell import gru_cell_op
+from ..ops.gru_layer import gru_layer_op
+from ..ops.guard import autocast_entry
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -71,14 +74,7 @@ def check_lengths(lengths: torch.Tensor, B: int, T: int) -> None:
         raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), got min {int(lengths.min())}, max {int(lengths.max())}")
 
 
-def _autocast(device: torch.device, tensors):
-    """Under torch.autocast, run in the autocast dtype (as nn.GRU does), else unchanged."""
-    if torch.is_autocast_enabled(device.type):
-        dtype = torch.get_autocast_dtype(device.type)
-        return [t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors], True
-    return list(tensors), False
-
-
+@autocast_entry
 def gru(
     input: torch.Tensor,
     hx: torch.Tensor,
@@ -100,13 +96,6 @@ def gru(
     Returns (output (..., D*H) laid out like input, h_n (L*D, B, H)).
     """
     check_gru_inputs(input, hx, weights, num_layers, bidirectional, batch_first, lengths)
-    flat, autocast = _autocast(input.device, [input, hx, *[w for ws in weights for w in ws]])
-    if autocast:
-        input, hx, ws = flat[0], flat[1], flat[2:]
-        weights = [ws[i : i + 4] for i in range(0, len(ws), 4)]
-        with torch.autocast(input.device.type, enabled=False):
-            return gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths, strategy)
-
     B = input.shape[0] if batch_first else input.shape[1]
     which = backend.backend_for(input)
     if which == "reference" or B == 0:
@@ -128,10 +117,7 @@ def gru(
         has_bias = ws[0][2] is not None
         b_ih = (torch.cat([w[2] for w in ws]) if D == 2 else ws[0][2]) if has_bias else None
         b_hh = torch.stack([w[3] for w in ws]) if has_bias else None
-        out, h = gru_layer_op(
-            layer_in.contiguous(), hx[layer * D : (layer + 1) * D].contiguous(), w_ih.contiguous(),
-            w_hh.contiguous(), b_ih, b_hh, lengths, batch_first, strategy,
-        )
+        out, h = gru_layer_op(layer_in, hx[layer * D : (layer + 1) * D], w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy)
         h_n.append(h)
         if dropout > 0 and training and layer < num_layers - 1:
             out = F.dropout(out, p=dropout, training=True)
@@ -163,6 +149,7 @@ def _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropo
     return out, h_n
 
 
+@autocast_entry
 def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
     """One GRU step: input (B, I), hx (B, H) -> h' (B, H); nn.GRUCell's equations."""
     if input.dim() != 2 or hx.dim() != 2:
@@ -176,13 +163,9 @@ def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
     _check_weights_match(input, w_ih, "input")
     if hx.dtype != input.dtype or hx.device != input.device:
         raise RuntimeError(f"hx must have input's dtype and device ({input.dtype}, {input.device}), got ({hx.dtype}, {hx.device})")
-    flat, autocast = _autocast(input.device, [input, hx, w_ih, w_hh, b_ih, b_hh])
-    if autocast:
-        with torch.autocast(input.device.type, enabled=False):
-            return gru_cell(*flat)
     which = backend.backend_for(input)
     if which == "reference" or input.shape[0] == 0:
         return reference.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
     if which == "torch":
         return torch.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
-    return gru_cell_op(input.contiguous(), hx.contiguous(), w_ih.contiguous(), w_hh.contiguous(), b_ih, b_hh)
+    return gru_cell_op(input, hx, w_ih, w_hh, b_ih, b_hh)

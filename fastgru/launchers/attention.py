@@ -1,6 +1,8 @@
-"""Launchers and torch.autograd.Functions for the fused attention kernels.
+"""Launchers of the fused attention kernels: ``attention_forward`` and ``attention_backward`` for
+every score (``score="additive"``: s_ij = w . tanh(q_i + k_j) over projected queries and keys;
+``score="dot"``: s_ij = scale * q_i . k_j).
 
-Inputs arrive checked and batch-first from attention_functional.py. What is saved for
+Inputs arrive checked and batch-first from fastgru.functional. What is saved for
 backward: the inputs, the context and the log-sum-exp per query row (``lse``, +inf for a fully
 masked row); the probabilities only when the caller asked for them (``need_weights``), since
 they are an output then. The context is computed and saved in the compute dtype (float32 for
@@ -14,23 +16,23 @@ Gradients flow to the returned weights too: d(weights) enters the backward as ``
 from __future__ import annotations
 
 import torch
-import triton
 
-from . import backend
-from .backend import new_empty
+from .. import backend
+from ..backend import new_empty
+from ..ops.guard import tf32_allowed
 from .launch import launch
+from .loader import kernels
 
-_kernels = None
+SCORES = ("additive", "dot")
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _k():
-    """The kernel modules, imported on first use (they import triton)."""
-    global _kernels
-    if _kernels is None:
-        from .kernels import attention_additive, attention_common, attention_dot
-
-        _kernels = (attention_additive, attention_dot, attention_common)
-    return _kernels
+    """The kernel modules (additive, dot, common), imported on first use."""
+    return kernels("attention_additive"), kernels("attention_dot"), kernels("attention_common")
 
 
 def _launch(kernel, configs_fn, shape, dtype, grid, *args, **kwargs):
@@ -40,11 +42,13 @@ def _launch(kernel, configs_fn, shape, dtype, grid, *args, **kwargs):
     launch(kernel, grid, args, kwargs, configs_fn(*shape, dtype=dtype, interpret=backend.INTERPRET))
 
 
-def _types(dtype: torch.dtype):
-    """(torch compute dtype, triton compute dtype, triton dot-operand dtype, dot precision)."""
-    common = _k()[2]
+def _types(values: torch.Tensor):
+    """(torch compute dtype, triton compute dtype, triton dot-operand dtype, dot precision).
+    fp32 dots follow the matmul modules' TF32 flag (cuda.matmul.allow_tf32), as nn.Linear and
+    torch's attention do."""
+    common, dtype = _k()[2], values.dtype
     cdt = torch.float64 if dtype == torch.float64 else torch.float32
-    tf32 = dtype == torch.float32 and not backend.INTERPRET and torch.backends.cuda.matmul.allow_tf32
+    tf32 = tf32_allowed(values, "matmul")
     return cdt, common.compute_dtype(dtype), common.dot_dtype(dtype, backend.INTERPRET), "tf32" if tf32 else "ieee"
 
 
@@ -70,7 +74,7 @@ def _forward_buffers(N, Tq, T, D, cdt, device, need_weights):
     out = new_empty((N, Tq, D), cdt, device)
     lse = new_empty((N, Tq), cdt, device)
     scores = new_empty((N, Tq, T), cdt, device) if need_weights else None
-    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]), triton.cdiv(D, m["BLOCK_D"]))  # noqa: E731
+    grid = lambda m: (N, _cdiv(Tq, m["BLOCK_Q"]), _cdiv(D, m["BLOCK_D"]))  # noqa: E731
     return out, lse, scores, grid
 
 
@@ -80,7 +84,7 @@ def additive_forward(qp, kp, w, values, lengths, mask, need_weights):
     KA = _k()[0]
     N, Tq, A = qp.shape
     T, D = values.shape[1], values.shape[2]
-    cdt, CDT, DOT_DT, prec = _types(values.dtype)
+    cdt, CDT, DOT_DT, prec = _types(values)
     out, lse, scores, grid = _forward_buffers(N, Tq, T, D, cdt, values.device, need_weights)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     _launch(
@@ -98,7 +102,7 @@ def additive_backward(qp, kp, w, values, lengths, mask, lse, d_out, d_probs, nee
     KA = _k()[0]
     N, Tq, A = qp.shape
     T, D = values.shape[1], values.shape[2]
-    cdt, CDT, DOT_DT, prec = _types(values.dtype)
+    cdt, CDT, DOT_DT, prec = _types(values)
     delta, dprob = _backward_buffers(N, Tq, d_probs, cdt, values.device)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     common = (qp, kp, w, values, lengths, mask_u8, d_out, lse, delta, dprob)
@@ -108,39 +112,19 @@ def additive_backward(qp, kp, w, values, lengths, mask, lse, d_out, d_probs, nee
     sizes = (*shape, *_k()[2].bucket(*shape))
     # Query blocks first: they write delta, which the key-block kernel reads.
     dqp = new_empty((N, Tq, A), cdt, values.device) if need_dqp else None
-    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
+    grid = lambda m: (N, _cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
     _launch(KA.additive_bwd_dq, KA.additive_configs, shape, values.dtype, grid, *common, dqp if need_dqp else delta,
             *sizes, *strides, NEED_DQ=need_dqp, **meta)
     dkp = new_empty((N, T, A), cdt, values.device)
     dval = new_empty((N, T, D), cdt, values.device)
     dw_part = new_empty((N, T, A), cdt, values.device)
-    grid = lambda m: (N, triton.cdiv(T, m["BLOCK_T"]))  # noqa: E731
+    grid = lambda m: (N, _cdiv(T, m["BLOCK_T"]))  # noqa: E731
     _launch(KA.additive_bwd_dkv, KA.additive_configs, shape, values.dtype, grid, *common, dkp, dval, dw_part, *sizes,
             *strides, **meta)
     if need_dqp:
         dqp = dqp.to(qp.dtype)
     dw = dw_part.sum(dim=(0, 1)).to(w.dtype)
     return dqp, dkp.to(kp.dtype), dw, dval.to(values.dtype)
-
-
-class AdditiveAttentionFn(torch.autograd.Function):
-    """(qp, kp, w, values, lengths, mask, need_weights) -> (context, weights or None)."""
-
-    @staticmethod
-    def forward(ctx, qp, kp, w, values, lengths, mask, need_weights):
-        out, lse, probs = additive_forward(qp, kp, w, values, lengths, mask, need_weights)
-        ctx.save_for_backward(qp, kp, w, values, lengths, mask, lse)  # the backward recomputes the rest
-        return out.to(values.dtype), (probs.to(values.dtype) if need_weights else None)
-
-    @staticmethod
-    def backward(ctx, d_out, d_weights):
-        qp, kp, w, values, lengths, mask, lse = ctx.saved_tensors
-        if d_out is None:
-            d_out = lse.new_zeros((*lse.shape, values.shape[-1]))
-        dqp, dkp, dw, dval = additive_backward(
-            qp, kp, w, values, lengths, mask, lse, d_out, d_weights, ctx.needs_input_grad[0]
-        )
-        return dqp, dkp, dw, dval, None, None, None
 
 
 # ------------------------------------------------------------------------------ dot
@@ -151,7 +135,7 @@ def dot_forward(q, k, values, lengths, mask, scale, need_weights):
     KD = _k()[1]
     N, Tq, K = q.shape
     T, D = values.shape[1], values.shape[2]
-    cdt, CDT, DOT_DT, prec = _types(values.dtype)
+    cdt, CDT, DOT_DT, prec = _types(values)
     out, lse, scores, grid = _forward_buffers(N, Tq, T, D, cdt, values.device, need_weights)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     _launch(
@@ -169,7 +153,7 @@ def dot_backward(q, k, values, lengths, mask, scale, lse, d_out, d_probs, need_d
     KD = _k()[1]
     N, Tq, K = q.shape
     T, D = values.shape[1], values.shape[2]
-    cdt, CDT, DOT_DT, prec = _types(values.dtype)
+    cdt, CDT, DOT_DT, prec = _types(values)
     delta, dprob = _backward_buffers(N, Tq, d_probs, cdt, values.device)
     mask_u8, s_mn, s_mt = _mask_args(mask)
     common = (q, k, values, lengths, mask_u8, d_out, lse, delta, dprob)
@@ -179,34 +163,31 @@ def dot_backward(q, k, values, lengths, mask, scale, lse, d_out, d_probs, need_d
     meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
     # Query blocks first: they write delta, which the key-block kernel reads.
     dq = new_empty((N, Tq, K), cdt, values.device) if need_dq else None
-    grid = lambda m: (N, triton.cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
+    grid = lambda m: (N, _cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
     _launch(KD.dot_bwd_dq, KD.dot_configs, shape, values.dtype, grid, *common, dq if need_dq else delta, *sizes, *strides,
             NEED_DQ=need_dq, **meta)
     dk = new_empty((N, T, K), cdt, values.device)
     dval = new_empty((N, T, D), cdt, values.device)
-    grid = lambda m: (N, triton.cdiv(T, m["BLOCK_T"]))  # noqa: E731
+    grid = lambda m: (N, _cdiv(T, m["BLOCK_T"]))  # noqa: E731
     _launch(KD.dot_bwd_dkv, KD.dot_configs, shape, values.dtype, grid, *common, dk, dval, *sizes, *strides, **meta)
     if need_dq:
         dq = dq.to(q.dtype)
     return dq, dk.to(k.dtype), dval.to(values.dtype)
 
 
-class DotAttentionFn(torch.autograd.Function):
-    """(q, k, values, lengths, mask, scale, need_weights) -> (context, weights or None)."""
+def attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights):
+    """q (N, Tq, F), k (N, T, F), values (N, T, D); ``w`` (F,) the additive score vector (None for
+    dot), ``scale`` the dot score's factor. Returns (out (N, Tq, D), lse (N, Tq), probabilities
+    (N, Tq, T) or None), all in the compute dtype (float32, or float64)."""
+    if score == "additive":
+        return additive_forward(q, k, w, values, lengths, mask, need_weights)
+    return dot_forward(q, k, values, lengths, mask, scale, need_weights)
 
-    @staticmethod
-    def forward(ctx, q, k, values, lengths, mask, scale, need_weights):
-        out, lse, probs = dot_forward(q, k, values, lengths, mask, scale, need_weights)
-        ctx.save_for_backward(q, k, values, lengths, mask, lse)  # the backward recomputes the rest
-        ctx.scale = scale
-        return out.to(values.dtype), (probs.to(values.dtype) if need_weights else None)
 
-    @staticmethod
-    def backward(ctx, d_out, d_weights):
-        q, k, values, lengths, mask, lse = ctx.saved_tensors
-        if d_out is None:
-            d_out = lse.new_zeros((*lse.shape, values.shape[-1]))
-        dq, dk, dval = dot_backward(
-            q, k, values, lengths, mask, ctx.scale, lse, d_out, d_weights, ctx.needs_input_grad[0]
-        )
-        return dq, dk, dval, None, None, None, None
+def attention_backward(score, q, k, w, values, lengths, mask, scale, lse, d_out, d_probs, need_dq):
+    """Gradients (dq or None, dk, dw (None for dot), dvalues) in the inputs' dtypes; ``d_probs``
+    the gradient of the returned probabilities, or None."""
+    if score == "additive":
+        return additive_backward(q, k, w, values, lengths, mask, lse, d_out, d_probs, need_dq)
+    dq, dk, dval = dot_backward(q, k, values, lengths, mask, scale, lse, d_out, d_probs, need_dq)
+    return dq, dk, None, dval

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from . import attention_functional as AF
+from .. import functional as AF
 
 __all__ = ["AttentionPooling", "AdditiveAttention", "DotAttention"]
 

@@ -1,4 +1,4 @@
-"""Public attention functions: input checks, layout, and the backend choice (DESIGN.md section 4).
+"""Public functions of the attention family: input checks, layout, and the backend choice.
 
 Every input is checked here, before any kernel runs. Masks: ``lengths`` (N,) integers in
 [0, T] (key t of row n takes part when t < lengths[n]) and/or ``key_padding_mask`` (N, T) bool
@@ -16,8 +16,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import reference
-from .backend import backend_for
+from .. import reference
+from ..backend import backend_for
+from ..ops.attention import attention_op
+from ..ops.guard import autocast_entry
 
 __all__ = ["attention_pooling", "additive_attention", "dot_attention"]
 
@@ -121,6 +123,7 @@ def _finish(out, weights, squeeze, batch_first):
 # ------------------------------------------------------------------------------ ops
 
 
+@autocast_entry
 def additive_attention(query, keys, values=None, *, query_weight, key_weight, v, query_bias=None, key_bias=None,
                        lengths=None, key_padding_mask=None, need_weights=False, batch_first=True):
     """Additive (Bahdanau) attention: score_ij = v . tanh(W_q q_i + b_q + W_k k_j + b_k).
@@ -147,11 +150,9 @@ def additive_attention(query, keys, values=None, *, query_weight, key_weight, v,
 
     backend = backend_for(query, keys, values)
     if backend in ("triton", "interpret"):
-        from .attention_autograd import AdditiveAttentionFn
-
         qp = F.linear(query, query_weight, query_bias)
         kp = F.linear(keys, key_weight, key_bias)
-        out, weights = AdditiveAttentionFn.apply(qp, kp, v, values, lengths, key_padding_mask, need_weights)
+        out, weights = attention_op("additive", qp, kp, v, values, lengths, key_padding_mask, 1.0, need_weights)
     else:  # "reference" and "torch": the plain formulation (PyTorch's own CPU ops)
         out, weights = reference.additive_attention(
             query, keys, values, query_weight, key_weight, v, query_bias, key_bias, lengths, key_padding_mask
@@ -160,6 +161,7 @@ def additive_attention(query, keys, values=None, *, query_weight, key_weight, v,
     return _finish(out, weights, squeeze, batch_first)
 
 
+@autocast_entry
 def attention_pooling(h, *, weight, bias, context, lengths=None, key_padding_mask=None, need_weights=False,
                       batch_first=True):
     """Attention pooling: score_t = u . tanh(W h_t + b) with u = context; pooled = sum_t a_t h_t.
@@ -184,16 +186,15 @@ def attention_pooling(h, *, weight, bias, context, lengths=None, key_padding_mas
 
     backend = backend_for(h)
     if backend in ("triton", "interpret"):
-        from .attention_autograd import AdditiveAttentionFn
-
         kp = F.linear(h, weight, bias)
-        qp = kp.new_zeros(1, 1, A).expand(N, 1, A)  # stride 0: no memory, and no dq pass
-        out, weights = AdditiveAttentionFn.apply(qp, kp, context, h, lengths, key_padding_mask, need_weights)
+        qp = kp.new_zeros(N, 1, A)  # a zero query: needs no gradient, so no dq pass runs
+        out, weights = attention_op("additive", qp, kp, context, h, lengths, key_padding_mask, 1.0, need_weights)
         return out[:, 0], (weights[:, 0] if need_weights else None)
     out, weights = reference.attention_pooling(h, weight, bias, context, lengths, key_padding_mask)
     return out, (weights if need_weights else None)
 
 
+@autocast_entry
 def dot_attention(query, keys, values=None, *, weight=None, scale=None, lengths=None, key_padding_mask=None,
                   need_weights=False, batch_first=True):
     """Dot-product (Luong) attention: score_ij = scale * q_i . k_j ("dot"), or with ``weight``
@@ -219,9 +220,7 @@ def dot_attention(query, keys, values=None, *, weight=None, scale=None, lengths=
 
     backend = backend_for(query, keys, values)
     if backend in ("triton", "interpret"):
-        from .attention_autograd import DotAttentionFn
-
-        out, weights = DotAttentionFn.apply(query, keys, values, lengths, key_padding_mask, scale, need_weights)
+        out, weights = attention_op("dot", query, keys, None, values, lengths, key_padding_mask, scale, need_weights)
     elif backend == "torch" and not need_weights:
         out = _sdpa(query, keys, values, lengths, key_padding_mask, scale)
         weights = None

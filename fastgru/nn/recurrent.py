@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import functional as F_
-from .dispatch import STRATEGIES
+from .. import functional as F_
+from ..launchers.plan import STRATEGIES
 
 __all__ = ["GRU", "GRUCell", "convert"]
 

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .attention import AttentionPooling
-from .gru import GRU
+from .recurrent import GRU
 
 __all__ = ["GRUAttention"]
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from . import backend
+from .. import backend
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,12 @@
+"""fastgru's public functions, every family in one namespace: ``gru``, ``gru_cell``,
+``attention_pooling``, ``additive_attention``, ``dot_attention``.
+
+Each validates its inputs (raising before any kernel runs), applies the autocast policy and
+hands the call to the backend that fastgru.backend picks: the custom ops (Triton kernels), PyTorch's
+own operators, or the reference.
+"""
+
+from .attention import additive_attention, attention_pooling, dot_attention
+from .recurrent import check_gru_inputs, check_lengths, gru, gru_cell
+
+__all__ = ["gru", "gru_cell", "attention_pooling", "additive_attention", "dot_attention"]

@@ -1,0 +1,173 @@
+"""Launchers of the GRU layer's kernels (the recurrence, forward and backward).
+
+One layer, all its directions in one launch. Around the recurrence kernels, the work that is a
+large matrix product runs as one (cuBLAS on GPU):
+  forward   gx = x @ W_ih^T + b_ih + [b_hr, b_hz, 0]          (all steps, all directions)
+  backward  dx = dgx @ W_ih,  dW_ih = dgx^T x,  dW_hh = dgh^T h_prev,  db = sums of dgx / dgh
+
+Saved for backward (not recomputed): the gates r, z, n and W_hn h + b_hn of every step, and the
+state entering every step (h_prev), in the accumulator dtype (fp32; fp64 for fp64 inputs).
+Recomputing them would mean re-running the sequential recurrence, the expensive part; h_prev is
+needed for dW_hh anyway. Cost: 5 * D * T * B * H accumulator elements per layer.
+"""
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+import torch.nn.functional as F
+
+from .. import backend
+from ..ops.guard import tf32_allowed
+from .launch import launch, resources
+from .loader import kernels
+from .plan import plan_gru
+
+_LOWP = (torch.float16, torch.bfloat16)
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The accumulator and carried-state dtype of the recurrence: fp64 for fp64, else fp32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def dot_options(w: torch.Tensor, follows: str, tf32: str) -> dict:
+    """Matmul precision inside the recurrence kernels: bf16/fp16 feed the tensor cores directly
+    with fp32 accumulation; fp32 runs ``tf32`` ("tf32" or "tf32x3") where the TF32 rule
+    (ops.guard.tf32_allowed under the flag ``follows``) allows it, IEEE fp32 otherwise."""
+    lowp = w.dtype in _LOWP and not backend.INTERPRET
+    return {"MMA_LOWP": lowp, "DOT_PRECISION": tf32 if tf32_allowed(w, follows) else "ieee"}
+
+
+def _layer_dot_options(w_hh: torch.Tensor) -> dict:
+    """The layer follows nn.GRU's flag (cudnn.allow_tf32). cuDNN decides per shape whether it
+    really uses TF32 (measured on an H100: full fp32 at T=96, I=64, H=256), so the layer takes
+    3xTF32 ("tf32x3": tensor cores, fp32-level error) rather than plain TF32, which would be
+    1000x worse than nn.GRU wherever cuDNN stayed in fp32."""
+    return dot_options(w_hh, "cudnn", "tf32x3")
+
+
+def _time_batch_strides(t: torch.Tensor, batch_first: bool):
+    return (t.stride(1), t.stride(0)) if batch_first else (t.stride(0), t.stride(1))
+
+
+def _folded_input_bias(b_ih, b_hh, D, H):
+    """b_ih + [b_hr, b_hz, 0] per direction: the part of the bias that can ride on the GEMM."""
+    if b_ih is None:
+        return None
+    b_hh_rz = b_hh.view(D, 3, H).clone()
+    b_hh_rz[:, 2] = 0
+    return b_ih + b_hh_rz.reshape(-1)
+
+
+def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy=None):
+    """Run one layer (all directions) through the kernels.
+
+    x (T, B, I) or (B, T, I); h0 (D, B, H); w_ih (D*3H, I); w_hh (D, 3H, H); b_ih (D*3H,) or None;
+    b_hh (D, 3H) or None; lengths (B,) int64 on x's device.
+    Returns out (like x with D*H features), h_n (D, B, H), and (h_prev, gates) when ``save``.
+    """
+    fwd, persistent = kernels("gru_forward"), kernels("gru_persistent")
+    D, H3, H = w_hh.shape
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    acc = acc_dtype(x.dtype)
+
+    gx = F.linear(x, w_ih, _folded_input_bias(b_ih, b_hh, D, H))
+    out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
+    out = backend.new_empty(out_shape, x.dtype, x.device)
+    hbuf = backend.new_empty((2, D, B, H), acc, x.device)
+    hbuf[0].copy_(h0)
+    if save:
+        hprev = backend.new_empty((D, T, B, H), acc, x.device)
+        gates = backend.new_empty((D, T, B, 4 * H), acc, x.device)
+    else:
+        hprev = gates = hbuf  # never written (SAVE=False)
+    bhn = b_hh.view(D, 3, H)[:, 2].contiguous() if b_hh is not None else hbuf
+
+    args = [gx, w_hh, bhn, lengths, hbuf, out, hprev, gates]
+    sizes = [T, B, H, D, *_time_batch_strides(gx, batch_first), *_time_batch_strides(out, batch_first)]
+    meta = dict(HAS_BHN=b_hh is not None, SAVE=save, **_layer_dot_options(w_hh))
+
+    def job(plan, s=0):
+        """The launch (kernel, grid, args, meta) of ``plan``; stepwise: its step ``s``."""
+        m = dict(meta, **plan.blocks(), num_warps=plan.num_warps)
+        if plan.strategy == "rows":
+            return fwd.gru_fwd_rows_kernel, (plan.batch_blocks, D), [*args, *sizes], m
+        if plan.strategy == "persistent":
+            counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+            return (persistent.gru_fwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
+                    [*args, counters, *sizes], dict(m, launch_cooperative_grid=True))
+        return fwd.gru_fwd_step_kernel, (plan.batch_blocks, plan.hidden_blocks, D), [*args, s, *sizes], m
+
+    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=lambda p: resources(*job(p)))
+    for s in range(T if plan.strategy == "stepwise" else 1):
+        launch(*job(plan, s))
+    h_n = hbuf[T % 2].to(x.dtype, copy=True)  # a fresh tensor, not a view into the scratch buffer
+    return out, h_n, (hprev, gates)
+
+
+def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, strategy=None):
+    """Reverse-time kernels, then the GEMMs. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+    (bias gradients in the accumulator dtype; the caller casts). The strategy is planned anew:
+    the saved state's layout is the same whichever strategy ran the forward."""
+    bwd, persistent = kernels("gru_backward"), kernels("gru_persistent")
+    D, H3, H = w_hh.shape
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    acc = gates.dtype
+
+    dbuf = backend.new_empty((2, D, B, H), acc, x.device)
+    dbuf[0].copy_(dh_n)
+    dgx_shape = (B, T, D * H3) if batch_first else (T, B, D * H3)
+    dgx = backend.new_empty(dgx_shape, x.dtype, x.device)
+    dgh = backend.new_empty((D, T, B, H3), acc, x.device)
+    dout = dout.contiguous() if dout.stride(-1) != 1 else dout
+    d_strides = [*_time_batch_strides(dout, batch_first)]
+    g_strides = [*_time_batch_strides(dgx, batch_first)]
+    dot = _layer_dot_options(w_hh)
+    state = [lengths, dbuf, hprev, gates, dgx, dgh]
+    sizes = [T, B, H, D, *d_strides, *g_strides]
+
+    def job(plan, step=0):
+        """The launch of ``plan``; stepwise: the matmul phase (carry) of reverse step ``step``,
+        the kernel whose tiles the plan sizes."""
+        blocks = plan.blocks()
+        if plan.strategy == "rows":
+            return (bwd.gru_bwd_rows_kernel, (plan.batch_blocks, D), [dout, w_hh, *state, *sizes],
+                    dict(num_warps=plan.num_warps, **dot, **blocks))
+        if plan.strategy == "persistent":
+            counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+            return (persistent.gru_bwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
+                    [dout, w_hh, *state, counters, *sizes],
+                    dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **blocks))
+        s, cur = T - 1 - step, step % 2
+        return (bwd.gru_bwd_carry_kernel, (plan.batch_blocks, plan.hidden_blocks, D),
+                [dout, w_hh, lengths, dbuf, gates, dgh, s, cur, T, B, H, D, *d_strides],
+                dict(num_warps=plan.num_warps, **dot, **blocks))
+
+    fit = lambda p: resources(*job(p))  # noqa: E731
+    try:
+        plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=fit)
+    except ValueError:
+        if strategy != "persistent":
+            raise
+        # The forward held the shape but the backward kernel does not fit (it holds more live
+        # state): the dispatcher's own choice runs the backward; the result is the same.
+        plan = plan_gru(B, H, D, x.device, None, w_hh.dtype, resources=fit)
+    if plan.strategy != "stepwise":
+        launch(*job(plan))
+    else:
+        gates_tile = dict(num_warps=plan.num_warps, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h)
+        for step in range(T):
+            s, cur = T - 1 - step, step % 2
+            launch(bwd.gru_bwd_gates_kernel, (plan.batch_blocks, plan.hidden_blocks, D),
+                   [dout, *state, s, cur, *sizes], gates_tile)
+            launch(*job(plan, step))
+    dh0 = dbuf[T % 2]
+
+    flat_dgx = dgx.reshape(-1, D * H3)
+    dx = (dgx @ w_ih).to(x.dtype)
+    dw_ih = flat_dgx.t().to(x.dtype) @ x.reshape(-1, x.shape[-1])
+    dw_hh = torch.bmm(dgh.reshape(D, -1, H3).transpose(1, 2), hprev.reshape(D, -1, H))
+    db_ih = flat_dgx.sum(0, dtype=acc)
+    db_hh = dgh.sum(dim=(1, 2))
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -1,0 +1,7 @@
+"""fastgru's modules, drop-ins for torch.nn's and the models built from them."""
+
+from .attention import AdditiveAttention, AttentionPooling, DotAttention
+from .models import GRUAttention
+from .recurrent import GRU, GRUCell, convert
+
+__all__ = ["GRU", "GRUCell", "convert", "AttentionPooling", "AdditiveAttention", "DotAttention", "GRUAttention"]
