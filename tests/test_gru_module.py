@@ -92,6 +92,24 @@ def test_packed_sequence(enforce_sorted, bidirectional, device):
 
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
+def test_lengths_keyword_equals_packing(batch_first, device):
+    """forward(padded, lengths=...) gives what the packed call gives, without packing."""
+    T, B, I, H = 7, 3, 5, 6
+    ours = fastgru.GRU(I, H, num_layers=2, bidirectional=True, batch_first=batch_first).to(device)
+    lengths = torch.tensor([4, 7, 2])
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), device=device)
+    out, h_n = ours(x, lengths=lengths)
+    packed_out, packed_h = ours(pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False))
+    padded, _ = nn.utils.rnn.pad_packed_sequence(packed_out, batch_first=batch_first, total_length=T)
+    torch.testing.assert_close(out, padded, rtol=0, atol=0)
+    torch.testing.assert_close(h_n, packed_h, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lengths goes with a padded 3-D batched input"):
+        ours(x[:, 0] if batch_first else x[0], lengths=lengths)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 7\]"):
+        ours(x, lengths=torch.tensor([0, 7, 2]))
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
 def test_unbatched_input(batch_first, device):
     ref, ours = make_pair(input_size=5, hidden_size=12, num_layers=2, batch_first=batch_first)
     ref, ours = ref.to(device), ours.to(device)

@@ -7,6 +7,6 @@ own operators, or the reference.
 """
 
 from .attention import additive_attention, attention_pooling, dot_attention
-from .recurrent import check_gru_inputs, check_lengths, gru, gru_cell
+from .recurrent import gru, gru_cell
 
 __all__ = ["gru", "gru_cell", "attention_pooling", "additive_attention", "dot_attention"]

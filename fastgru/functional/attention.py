@@ -20,6 +20,7 @@ from .. import reference
 from ..backend import backend_for
 from ..ops.attention import attention_op
 from ..ops.guard import autocast_entry
+from .checks import check_lengths
 
 __all__ = ["attention_pooling", "additive_attention", "dot_attention"]
 
@@ -61,18 +62,7 @@ def _param(x, name, shape):
 def _masks(lengths, key_padding_mask, N, T, device):
     """Checked (lengths int64 on device or None, key_padding_mask bool on device or None)."""
     if lengths is not None:
-        if not isinstance(lengths, torch.Tensor):
-            lengths = torch.as_tensor(lengths)
-        if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
-            raise TypeError(f"lengths must be an integer tensor of shape ({N},), got dtype {lengths.dtype}")
-        if tuple(lengths.shape) != (N,):
-            raise ValueError(f"lengths must have shape ({N},) (one length per batch row), got {tuple(lengths.shape)}")
-        if lengths.device.type != "cpu" and lengths.device != device:
-            raise RuntimeError(f"lengths is on {lengths.device} but the keys are on {device}")
-        lo, hi = int(lengths.min()), int(lengths.max())
-        if lo < 0 or hi > T:
-            raise ValueError(f"lengths must lie in [0, {T}] (the number of keys), got values in [{lo}, {hi}]")
-        lengths = lengths.to(device=device, dtype=torch.int64).contiguous()
+        lengths = check_lengths(lengths, N, 0, T, "the number of keys", device).contiguous()
     if key_padding_mask is not None:
         if not isinstance(key_padding_mask, torch.Tensor):
             raise TypeError(f"key_padding_mask must be a bool tensor of shape ({N}, {T}), got {type(key_padding_mask).__name__}")

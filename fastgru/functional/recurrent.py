@@ -17,6 +17,7 @@ from .. import backend, reference
 from ..ops.gru_cell import gru_cell_op
 from ..ops.gru_layer import gru_layer_op
 from ..ops.guard import autocast_entry
+from .checks import check_lengths
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -61,17 +62,7 @@ def check_gru_inputs(input, hx, weights, num_layers, bidirectional, batch_first,
     if hx.device != input.device:
         raise RuntimeError(f"Input and hidden tensors are not at the same device, found input on {input.device} and hx on {hx.device}")
     if lengths is not None:
-        check_lengths(lengths, B, T)
-
-
-def check_lengths(lengths: torch.Tensor, B: int, T: int) -> None:
-    if not isinstance(lengths, torch.Tensor) or lengths.dim() != 1 or lengths.shape[0] != B:
-        shape = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths).__name__
-        raise ValueError(f"lengths must be a 1-D tensor of shape ({B},), got {shape}")
-    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-        raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
-    if B and (int(lengths.min()) < 1 or int(lengths.max()) > T):
-        raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), got min {int(lengths.min())}, max {int(lengths.max())}")
+        check_lengths(lengths, B, 1, T, "the sequence length")
 
 
 @autocast_entry
@@ -96,6 +87,8 @@ def gru(
     Returns (output (..., D*H) laid out like input, h_n (L*D, B, H)).
     """
     check_gru_inputs(input, hx, weights, num_layers, bidirectional, batch_first, lengths)
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths)
     B = input.shape[0] if batch_first else input.shape[1]
     which = backend.backend_for(input)
     if which == "reference" or B == 0:

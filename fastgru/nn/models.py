@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .attention import AttentionPooling
 from .recurrent import GRU
@@ -21,8 +20,9 @@ class GRUAttention(nn.Module):
     ``head`` (nn.Linear to output_size). ``dropout`` is the GRU's (between layers).
 
     forward(x (N, T, input_size), lengths=None) -> (logits (N, output_size), weights (N, T)).
-    With ``lengths`` (N,) the encoder runs packed (each row over its own steps, the reverse
-    direction starting at the row's last step) and the pooling ignores steps past each length.
+    With ``lengths`` (N,) the encoder runs each row over its own steps (the reverse direction
+    starting at the row's last step; the GRU takes the lengths directly, no packing) and the
+    pooling ignores steps past each length.
     """
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, attention_size=None,
@@ -38,17 +38,6 @@ class GRUAttention(nn.Module):
     def forward(self, x, lengths=None):
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise ValueError(f"x must be a tensor of shape (N, T, input_size), got {getattr(x, 'shape', type(x))}")
-        if lengths is None:
-            h, _ = self.encoder(x)
-        else:
-            lengths = torch.as_tensor(lengths)
-            if tuple(lengths.shape) != (x.shape[0],):
-                raise ValueError(f"lengths must have shape ({x.shape[0]},), got {tuple(lengths.shape)}")
-            if lengths.dtype.is_floating_point or int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
-                raise ValueError(f"lengths must be integers in [1, {x.shape[1]}]")
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            h, _ = self.encoder(packed)
-            if isinstance(h, PackedSequence):
-                h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
+        h, _ = self.encoder(x, lengths=lengths)
         pooled, weights = self.pooling(h, lengths=lengths, need_weights=True)
         return self.head(pooled), weights

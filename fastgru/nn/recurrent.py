@@ -128,8 +128,14 @@ class GRU(nn.Module):
         super().__setstate__(state)
         self.__dict__.setdefault("strategy", None)
 
-    def forward(self, input, hx=None):
+    def forward(self, input, hx=None, *, lengths=None):
+        """nn.GRU's forward. Beyond it, ``lengths`` (B,) integers in [1, T] with a padded batched
+        input: each row runs over its first lengths[b] steps, exactly as if the batch had been
+        packed (outputs past a row's length are zero, h_n is each row's state at its length, the
+        reverse direction starts at the row's last step), without packing it."""
         D = 2 if self.bidirectional else 1
+        if lengths is not None and not (isinstance(input, torch.Tensor) and input.dim() == 3):
+            raise ValueError("GRU: lengths goes with a padded 3-D batched input (a PackedSequence carries its own)")
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
         if not isinstance(input, torch.Tensor):
@@ -149,7 +155,9 @@ class GRU(nn.Module):
         B = input.shape[0] if self.batch_first else input.shape[1]
         if hx is None:
             hx = torch.zeros(self.num_layers * D, B, self.hidden_size, dtype=input.dtype, device=input.device)
-        out, h_n = self._run(input, hx, lengths=None)
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths)
+        out, h_n = self._run(input, hx, lengths=lengths)
         if not batched:
             out, h_n = out.squeeze(0 if self.batch_first else 1), h_n.squeeze(1)
         return out, h_n
