@@ -80,7 +80,7 @@ def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0
 
 
 # ----------------------------------------------------------------------------------------------
-# Attention (DESIGN.md section 4): the naive formulation a user would write. Batch first;
+# Attention (docs/architecture.md): the naive formulation a user would write. Batch first;
 # query (N, Tq, Dq), keys (N, T, Dk), values (N, T, D). Masks: ``lengths`` (N,) -- key t of
 # row n takes part when t < lengths[n] -- and/or ``key_padding_mask`` (N, T) bool, True =
 # ignore (nn.MultiheadAttention's convention). A fully masked row gives zero weights and a

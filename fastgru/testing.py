@@ -1,4 +1,4 @@
-"""The numerics contract (DESIGN.md section 6) in one place: used by the tests and the benchmarks.
+"""The numerics contract (docs/architecture.md, section 7) in one place: used by the tests and the benchmarks.
 
 Error is measured as ||out - ref|| / ||ref|| against a float64 reference. It must stay under the
 dtype's limit, and -- when PyTorch's own result in the same dtype is given -- no worse than

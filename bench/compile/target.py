@@ -1,4 +1,4 @@
-"""The compile target fastgru.launch hands every launch to under ``compiling``: it compiles the
+"""The compile target fastgru.launchers.launch hands every launch to under ``compiling``: it compiles the
 launch's kernel for the stand-in GPU instead of running it, and records one row per compile."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _spec(arg, exact: bool = True):
 
 
 class CompileTarget:
-    """Implements fastgru.launch.Target. ``case(...)`` labels the launches that follow; ``rows``
+    """Implements fastgru.launchers.launch.Target. ``case(...)`` labels the launches that follow; ``rows``
     collects one row per kernel compiled (per config for autotuned kernels)."""
 
     def __init__(self, arch: Arch, quick: bool = False):
@@ -81,7 +81,7 @@ class CompileTarget:
         finally:
             self.label = previous
 
-    # -- fastgru.launch.Target
+    # -- fastgru.launchers.launch.Target
 
     def launch(self, job: Launch):
         for meta, grid in self._variants(job):

@@ -1,5 +1,5 @@
 """Every kernel launch of fastgru goes through ``launch``; ``resources`` tells what a launch's
-compiled kernel uses. The launchers (autograd.py, attention_autograd.py) build each kernel's
+compiled kernel uses. The launchers (this folder, one file per op family) build each kernel's
 arguments in one place and hand them here, so the same code both runs a kernel and, under
 ``compiling`` (the ahead-of-time compile check, ``python -m bench.compile``), compiles it for a
 target GPU without running anything.

@@ -1,4 +1,4 @@
-"""Attention modules over sequences (DESIGN.md section 4): AttentionPooling, AdditiveAttention,
+"""Attention modules over sequences: AttentionPooling, AdditiveAttention,
 DotAttention. Batch first by default (``batch_first=False`` puts time first). Each forward
 returns (context, weights or None); weights only with ``need_weights=True``."""
 
