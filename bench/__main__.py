@@ -1,7 +1,7 @@
-"""`python -m bench ...` from the repository root: the benchmark sweep (fastgru.bench.cli)."""
+"""`python -m bench ...` from the repository root: the benchmark sweep (bench/cli.py)."""
 
 import sys
 
-from fastgru.bench.cli import main
+from bench.cli import main
 
 sys.exit(main())

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from fastgru.bench import providers as P
 from fastgru.bench import runner
+from fastgru.bench.providers import Unavailable
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ON_GPU = DEVICE.type == "cuda"
@@ -15,11 +15,11 @@ def bench_provider(benchmark, case, setup_fn, provider):
     setup = setup_fn(case, DEVICE, 1)
     try:
         prep = setup.providers[provider]()
-    except P.Unavailable as exc:
+    except Unavailable as exc:
         pytest.skip(str(exc))
     if provider in setup.checked:
         ref = {k: v.cpu() for k, v in setup.reference().items()}
-        runner.check(prep.result(), ref, case.torch_dtype, runner._tf32(DEVICE, case))
+        runner.check(prep.result(), ref, case.torch_dtype, runner.tf32(case, DEVICE, setup.tf32_follows))
     step = prep.calls[0]
 
     def run():

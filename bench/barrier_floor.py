@@ -1,8 +1,8 @@
 """The per-step floor of the persistent GRU strategy: the latency of one grid barrier.
 
-    python bench/barrier_floor.py --out DIR      (CUDA only)
+    python -m bench.barrier_floor --out DIR      (CUDA only; `python bench/barrier_floor.py` works too)
 
-Launches kernels/barrier_probe.py (barriers and nothing else) cooperatively at several grid
+Launches bench/barrier_probe_kernel.py (barriers and nothing else) cooperatively at several grid
 sizes up to one program per SM, times it with triton.testing.do_bench, and writes
 DIR/barrier_floor.json with the environment, the raw timings and microseconds per barrier."""
 
@@ -13,12 +13,16 @@ from pathlib import Path
 
 import torch
 
+if __package__ in (None, ""):  # run by path: make the repository's bench package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def measure(steps: int = 2000) -> dict:
     import triton.testing
 
-    from fastgru.bench.results import environment
-    from fastgru.kernels.barrier_probe import barrier_loop_kernel
+    from fastgru.bench.environment import environment
+
+    from bench.barrier_probe_kernel import barrier_loop_kernel
 
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
@@ -36,7 +40,7 @@ def measure(steps: int = 2000) -> dict:
         rows.append({"grid": grid, "steps": steps, "median_ms": med, "p20_ms": p20, "p80_ms": p80,
                      "us_per_barrier": 1e3 * med / steps, "counter_ok": ok})
         print(f"grid {grid:4d}: {1e3 * med / steps:.3f} us per barrier (counter ok: {ok})")
-    return {"env": environment("cuda"), "kernel": "kernels/barrier_probe.py:barrier_loop_kernel", "rows": rows}
+    return {"env": environment("cuda"), "kernel": "bench/barrier_probe_kernel.py:barrier_loop_kernel", "rows": rows}
 
 
 def main(argv=None) -> int:

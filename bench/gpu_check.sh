@@ -9,7 +9,7 @@
 # passed. GPU_CHECK_SKIP_REST / _QUICK / _FULL leave out the non-GPU tests, the quick or the full
 # sweep. At most 8 files, flat, land in $OUT:
 #   gpu_check.log  pytest.log  barrier_floor.json  strategies-*.json (2)  quick.json
-#   <full>.json  <full>.md        (plots: regenerate from the JSON with fastgru.bench.render)
+#   <full>.json  <full>.md        (plots: regenerate from the JSON with bench/plots.py)
 # The full sweep stops starting new cases when its share of the budget is spent, and its JSON says so.
 set -u
 cd "$(dirname "$0")/.."
@@ -64,7 +64,7 @@ echo "pytest -m gpu (others) exit code $? (124 = stopped at ${ATTN_LIMIT}s)"
 tail -n 3 "$OUT/pytest.log"
 
 echo "== grid-barrier floor (the persistent strategy's per-step minimum)"
-timeout 60 python3 bench/barrier_floor.py --out "$OUT" || echo "barrier_floor failed or timed out"
+timeout 60 python3 -m bench.barrier_floor --out "$OUT" || echo "barrier_floor failed or timed out"
 
 echo "== strategy table (persistent and stepwise at every goal shape; rows only at H=256, where it can win)"
 timeout "$STRATEGY_LIMIT" python3 bench/strategy_table.py --out "$OUT" --strategies persistent,stepwise \

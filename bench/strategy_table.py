@@ -175,7 +175,7 @@ def main(argv=None):
     if not torch.cuda.is_available():
         print("strategy_table: needs a CUDA device", file=sys.stderr)
         return 2
-    from fastgru.bench.results import environment
+    from fastgru.bench.environment import environment
 
     ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
     strategies = a.strategies.split(",")

@@ -6,10 +6,10 @@ bigger on a GPU; each fastgru case passes the numerics check before it is timed.
 
 import pytest
 
-from fastgru.bench import attention_providers as AP
-from fastgru.bench import cases as C
+from fastgru.bench.cases import Case
 
-from ._common import ON_GPU, bench_provider
+from bench._common import ON_GPU, bench_provider
+from bench.attention_providers import attention_setup
 
 N, T, D, A = (32, 2048, 256, 128) if ON_GPU else (4, 64, 64, 32)
 
@@ -20,14 +20,14 @@ def _case(op, mode, Tq, providers):
         del shape["Tq"]
     if op == "dot_attention":
         del shape["A"]
-    return C.Case("attention", op, mode, "fp32", shape, providers, providers[1:])
+    return Case("attention", op, mode, "fp32", shape, providers, providers[1:])
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "naive_ref"])
 @pytest.mark.parametrize("mode", ["inference", "training"])
 def test_attention_pooling(benchmark, mode, provider):
     bench_provider(benchmark, _case("attention_pooling", mode, 1, ("fastgru", "naive_ref")),
-                   AP.attention_setup, provider)
+                   attention_setup, provider)
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "naive_ref"])
@@ -36,7 +36,7 @@ def test_attention_pooling(benchmark, mode, provider):
 def test_additive_attention(benchmark, mode, tq, provider):
     Tq = 1 if tq == "1" else (256 if ON_GPU else T)  # the naive (N, Tq, T, A) tensor must fit
     bench_provider(benchmark, _case("additive_attention", mode, Tq, ("fastgru", "naive_ref")),
-                   AP.attention_setup, provider)
+                   attention_setup, provider)
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "naive_ref", "sdpa"])
@@ -45,4 +45,4 @@ def test_additive_attention(benchmark, mode, tq, provider):
 def test_dot_attention(benchmark, mode, tq, provider):
     Tq = 1 if tq == "1" else T
     bench_provider(benchmark, _case("dot_attention", mode, Tq, ("fastgru", "naive_ref", "sdpa")),
-                   AP.attention_setup, provider)
+                   attention_setup, provider)

@@ -7,9 +7,10 @@ fastgru case passes the numerics check against the float64 reference before it i
 import pytest
 
 from fastgru.bench import cases as C
-from fastgru.bench import providers as P
+from fastgru.bench.gru_providers import gru_setup
 
-from ._common import ON_GPU, bench_provider
+from bench._common import ON_GPU, bench_provider
+from bench.cell_providers import cell_setup
 
 if ON_GPU:
     SHAPES = [(8, 256, 512), (128, 256, 512), (32, 1024, 512)]
@@ -26,16 +27,16 @@ SHAPE_IDS = [f"B{b}-H{h}-T{t}" for b, h, t in SHAPES]
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 def test_gru(benchmark, shape, mode, dtype, provider):
     B, H, T = shape
-    case = C._gru_case(mode, dtype, C._gru_shape(B, H, T), quick=True)
-    bench_provider(benchmark, case, P.gru_setup, provider)
+    case = C.gru_case(mode, dtype, C.gru_shape(B, H, T))
+    bench_provider(benchmark, case, gru_setup, provider)
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "nn.GRU"])
 @pytest.mark.parametrize("mode", ["inference", "training"])
 def test_gru_packed(benchmark, mode, provider):
     B, H, T = (128, 256, 512) if ON_GPU else (16, 64, 32)
-    case = C._gru_case(mode, "fp32", C._gru_shape(B, H, T, packed=True), quick=True)
-    bench_provider(benchmark, case, P.gru_setup, provider)
+    case = C.gru_case(mode, "fp32", C.gru_shape(B, H, T, packed=True))
+    bench_provider(benchmark, case, gru_setup, provider)
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "nn.GRUCell"])
@@ -44,4 +45,4 @@ def test_gru_cell(benchmark, batch, provider):
     H = 1024 if ON_GPU else 128
     case = C.Case("cell", "gru_cell", "inference", "fp32", {"B": batch, "I": H, "H": H},
                   ("fastgru", "nn.GRUCell"), ("nn.GRUCell",))
-    bench_provider(benchmark, case, P.cell_setup, provider)
+    bench_provider(benchmark, case, cell_setup, provider)

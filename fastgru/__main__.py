@@ -53,6 +53,7 @@ def parity_rows(device: str, dtypes) -> list[dict]:
     """fastgru.GRU vs nn.GRU in float64 (state_dict copied): worst relative error of the outputs
     and of all gradients, with nn.GRU's own error in the same dtype beside it."""
     from . import GRU
+    from .ops.guard import tf32_allowed
     from .testing import rel_error, tolerance
 
     cases = GPU_CASES if device == "cuda" else CPU_CASES
@@ -75,7 +76,7 @@ def parity_rows(device: str, dtypes) -> list[dict]:
                 errs[tag] = [out, h_n, *grads]
             def worst(tag, k0, k1):
                 return max(rel_error(a, b) for a, b in zip(errs[tag][k0:k1], errs["ref64"][k0:k1]))
-            tf32 = device == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+            tf32 = tf32_allowed(x.to(dtype), "cudnn")  # the library's TF32 rule, as nn.GRU follows cuDNN's flag
             rows.append({
                 "case": name, "dtype": str(dtype).replace("torch.", ""), "shape": f"T{T} B{B} I{I} H{H} L{L}",
                 "fwd": worst("ours", 0, 2), "fwd_torch": worst("torch", 0, 2),

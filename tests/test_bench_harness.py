@@ -1,14 +1,27 @@
-"""The benchmark harness (fastgru.bench): FLOP counts, the result schema, rendering, compare, and
-the rule that a provider failing its correctness check is recorded as failed and never timed."""
+"""The benchmark harness: the shipped core (fastgru.bench: FLOP counts, cases, the runner's rule
+that a provider failing its correctness check is recorded as failed and never timed, the Markdown
+table) and the repository's bench/ (suites, result files and their schema, plots, index, compare,
+the CLI)."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from fastgru.bench import cases as C
-from fastgru.bench import cli, compare, flops, render, results, runner
-from fastgru.bench import providers as P
+from fastgru.bench import flops, runner, table
+from fastgru.bench.environment import CPU_NOTE, environment
+from fastgru.bench.gru_providers import gru_setup
+from fastgru.bench.sweep import document
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the repository's bench/ package (not installed), as `python -m bench` sees it
+    sys.path.insert(0, str(ROOT))
+
+from bench import attention_flops, cli, compare, plots, result_files, results_index  # noqa: E402
+from bench import suites as S  # noqa: E402
 
 FAST = {"warmup_ms": 1.0, "rep_ms": 5.0}
 
@@ -27,49 +40,50 @@ def test_gru_flops_by_hand():
     assert flops.gru(2, 3, 4, 5, num_layers=2, bidirectional=True).flops == 3960 + 6120
     # packed: only the 4 valid positions count
     assert flops.gru(2, 3, 4, 5, tokens=4).flops == 2 * 4 * 15 * 9 + 12 * 4 * 5
-    assert flops.gru_cell(3, 4, 5).flops == 2 * 3 * 15 * 9 + 12 * 3 * 5
+    assert flops.gru(1, 3, 4, 5).flops == 2 * 3 * 15 * 9 + 12 * 3 * 5  # one GRUCell step
 
 
 def test_attention_flops_by_hand():
     # N=2, Tq=3, T=4, D=8: scores 2*2*3*4*8 = 384, softmax 5*24 = 120, weighted sum 384
-    assert flops.dot_attention(2, 3, 4, 8).flops == 384 + 120 + 384
+    assert attention_flops.dot_attention(2, 3, 4, 8).flops == 384 + 120 + 384
     # + projections 576 and 768, tanh-score 4*N*Tq*T*A = 576 with A=6
-    assert flops.additive_attention(2, 3, 4, 8, 8, 6).flops == 576 + 768 + 576 + 120 + 384
+    assert attention_flops.additive_attention(2, 3, 4, 8, 8, 6).flops == 576 + 768 + 576 + 120 + 384
     # projection 768, bias+tanh 96, score 96, softmax 40, weighted sum 128
-    assert flops.attention_pooling(2, 4, 8, 6).flops == 768 + 96 + 96 + 40 + 128
-    assert flops.dot_attention(2, 3, 4, 8, mode="training").flops == 3 * 888
+    assert attention_flops.attention_pooling(2, 4, 8, 6).flops == 768 + 96 + 96 + 40 + 128
+    assert attention_flops.dot_attention(2, 3, 4, 8, mode="training").flops == 3 * 888
     # general: + the query projection 2*N*Tq*Dq*Dk = 768
-    assert flops.dot_attention(2, 3, 4, 8, method="general").flops == 888 + 768
+    assert attention_flops.dot_attention(2, 3, 4, 8, method="general").flops == 888 + 768
 
 
 # ------------------------------------------------------------------------------------ cases
 
 
 def test_case_lists():
-    full = C.gru_cases(dtypes=("fp32",))
+    full = S.gru_cases(dtypes=("fp32",))
     plain = [c for c in full if not c.shape["packed"] and c.shape["layers"] == 1 and "fastgru" in c.providers]
-    assert len(plain) == 2 * len(C.BATCHES) * len(C.HIDDENS) * len(C.SEQ_LENS)
+    assert len(plain) == 2 * len(S.BATCHES) * len(S.HIDDENS) * len(S.SEQ_LENS)
     compiled = [i for i, c in enumerate(full) if "compiled_ref" in c.providers and "compiled_ref" not in c.skip]
-    assert compiled and all(full[i].shape["T"] == C.COMPILE_T for i in compiled)
+    assert compiled and all(full[i].shape["T"] == S.COMPILE_T for i in compiled)
     # compile-only parts run last, so a time budget drops them first; every other row is marked
     assert compiled == list(range(len(full) - len(compiled), len(full)))
     assert all(full[i].providers == ("compiled_ref",) for i in compiled)
     compiled_ids = {full[i].id for i in compiled}
     assert all(c.id in compiled_ids or "compiled_ref" in c.skip for c in full[: len(full) - len(compiled)])
-    assert all("compiled_ref" in c.skip for c in C.gru_cases(quick=True))
-    assert len(C.select("all", quick=True, device="cpu")) < 30
-    assert {c.dtype for c in C.select("gru", device="cpu")} == {"fp32"}
-    keys = [(c.id, c.providers) for c in C.select("all", dtypes=("fp32", "bf16"), device="cpu")]
+    assert all("compiled_ref" in c.skip for c in S.gru_cases(quick=True))
+    assert S.gru_cases(quick=True, dtypes=("fp32",)) == C.quick_gru_cases(("fp32",))
+    assert len(S.select("all", quick=True, device="cpu")) < 30
+    assert {c.dtype for c in S.select("gru", device="cpu")} == {"fp32"}
+    keys = [(c.id, c.providers) for c in S.select("all", dtypes=("fp32", "bf16"), device="cpu")]
     assert len(keys) == len(set(keys))
     with pytest.raises(ValueError):
-        C.select("nope")
+        S.select("nope")
 
 
 # ------------------------------------------------------------------------------------ runner
 
 
 def _tiny_gru(mode="inference", providers=None):
-    case = C._compile_split(C._gru_case(mode, "fp32", C._gru_shape(2, 16, 3), quick=True), False, "not here")[0]
+    case = C.compile_split(C.gru_case(mode, "fp32", C.gru_shape(2, 16, 3)), False, "not here")[0]
     if providers is not None:
         case.providers, case.baselines, case.skip = providers, ("nn.GRU",), {}
     return case
@@ -79,7 +93,7 @@ def test_failed_check_is_recorded_and_not_timed():
     calls = {"n": 0}
 
     def setup_with_wrong_provider(case, device, copies):
-        setup = P.gru_setup(case, device, copies)
+        setup = gru_setup(case, device, copies)
         good = setup.providers["nn.GRU"]
 
         def wrong():
@@ -102,7 +116,7 @@ def test_failed_check_is_recorded_and_not_timed():
     assert bad["median_ms"] is None and bad["speedup"] == {} and bad["rel_error"] > bad["tolerance"]
     assert calls["n"] == 0, "a provider that failed its check was timed"
     assert rows["nn.GRU"]["status"] == "ok" and "wrong" not in rows["nn.GRU"]["speedup"]
-    assert results.validate(results.document(results.environment("cpu"), {}, list(rows.values()))) == []
+    assert result_files.validate(document(environment("cpu"), {}, list(rows.values()))) == []
 
 
 def test_real_case_runs_and_checks(monkeypatch):
@@ -123,14 +137,33 @@ def test_missing_op_is_unavailable(monkeypatch):
     monkeypatch.delattr(fastgru, "GRUCell", raising=False)
     case = C.Case("cell", "gru_cell", "inference", "fp32", {"B": 1, "I": 8, "H": 8},
                   ("fastgru", "nn.GRUCell"), ("nn.GRUCell",))
-    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", **FAST)}
+    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", S.SETUPS["cell"], **FAST)}
     assert rows["fastgru"]["status"] == "unavailable" and rows["fastgru"]["median_ms"] is None
     assert rows["nn.GRUCell"]["status"] == "ok"
 
 
+def test_tf32_follows_the_library_rule(monkeypatch):
+    """The tolerance's TF32 allowance is fastgru.ops.guard.tf32_allowed, under the flag of the torch
+    module each suite replaces: cudnn for the GRU layer, matmul for the cell and attention."""
+    from fastgru.ops import guard
+
+    gru = _tiny_gru(providers=("nn.GRU",))
+    assert runner.tf32(gru, "cpu", "cudnn") is guard.tf32_allowed(torch.empty(0), "cudnn") is False
+    seen = []
+    monkeypatch.setattr(runner, "tf32_allowed", lambda t, follows: seen.append((t.dtype, follows)) or True)
+    cell = C.Case("cell", "gru_cell", "inference", "fp32", {"B": 1, "I": 8, "H": 8}, ("nn.GRUCell",), ())
+    attn = C.Case("attention", "dot_attention", "inference", "fp32", {"N": 2, "Tq": 1, "T": 4, "D": 8},
+                  ("naive_ref",), ())
+    for case in (gru, cell, attn):
+        rows = runner.run_case(case, "cpu", S.SETUPS[case.suite], **FAST)
+        assert rows[0]["status"] == "ok", rows[0]["error"]
+    assert seen == [(torch.float32, "cudnn"), (torch.float32, "matmul"), (torch.float32, "matmul")]
+    assert set(runner.SETUPS) == {"gru"}  # the shipped runner knows the GRU suite only
+
+
 def test_split_case_shares_speedups():
-    case = C._gru_case("inference", "fp32", C._gru_shape(2, 16, 3), quick=False)
-    main, only = C._compile_split(case, True, "")
+    case = C.gru_case("inference", "fp32", C.gru_shape(2, 16, 3))
+    main, only = C.compile_split(case, True, "")
     assert main.id == only.id and only.providers == ("compiled_ref",)
     only.providers = ("nn.GRU",)  # stand-in for the compile-only part: no compile in a unit test
     main.providers = ("fastgru",)
@@ -154,16 +187,16 @@ def doc():
     case.skip = {"fastgru": "not run in this test"}
     rows, info = runner.run([case], "cpu", **FAST)
     info.update(suite="gru", quick=True, dtypes=["fp32"])
-    return results.document(results.environment("cpu"), info, rows)
+    return document(environment("cpu"), info, rows)
 
 
 def test_written_file_validates(doc, tmp_path):
-    path = results.write(doc, tmp_path)
+    path = result_files.write(doc, tmp_path)
     assert path.parent.parent == tmp_path and path.name.endswith(".json")
     assert path.name.startswith(doc["env"]["date"][:10])
-    loaded = results.load(path)
-    assert results.validate(loaded) == [] and loaded["env"]["note"] == results.CPU_NOTE
-    assert results.write(doc, tmp_path) != path  # a second run the same day gets its own name
+    loaded = result_files.load(path)
+    assert result_files.validate(loaded) == [] and loaded["env"]["note"] == CPU_NOTE
+    assert result_files.write(doc, tmp_path) != path  # a second run the same day gets its own name
 
 
 @pytest.mark.parametrize("breakage", ["no_commit", "bad_status", "ok_without_time", "timed_failure", "schema"])
@@ -180,14 +213,14 @@ def test_broken_file_fails(doc, breakage, tmp_path):
         ok_row.update(status="failed", error="check")
     else:
         bad["schema"] = 99
-    assert results.validate(bad)
+    assert result_files.validate(bad)
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    with pytest.raises(results.SchemaError):
-        results.load(tmp_path / "bad.json")
+    with pytest.raises(result_files.SchemaError):
+        result_files.load(tmp_path / "bad.json")
 
 
 def test_markdown_has_rows(doc):
-    md = render.markdown(doc)
+    md = table.markdown(doc)
     assert "| gru | inference | fp32 | B=2 T=3 H=16 | nn.GRU" in md
     assert "**skipped**: not run in this test" in md
     assert "CPU numbers" in md
@@ -208,19 +241,19 @@ def _speedup_doc(doc):
 
 
 def test_png_plot(doc, tmp_path):
-    if not render.have_matplotlib():
+    if not plots.have_matplotlib():
         pytest.skip("matplotlib is not installed (optional extra 'plot'); PNG plots are skipped")
-    made = render.plots(_speedup_doc(doc), tmp_path / "run")
+    made = plots.plots(_speedup_doc(doc), tmp_path / "run")
     assert [p.name for p in made] == ["run-gru-speedup.png"]
     assert made[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_index(doc, tmp_path):
-    path = results.write(doc, tmp_path)
-    path.with_suffix(".md").write_text(render.markdown(doc))
-    index = render.write_index(tmp_path).read_text()
+    path = result_files.write(doc, tmp_path)
+    path.with_suffix(".md").write_text(table.markdown(doc))
+    index = results_index.write_index(tmp_path).read_text()
     assert doc["env"]["device_name"] in index and f"{path.parent.name}/{path.with_suffix('.md').name}" in index
-    assert "No runs" in render.write_index(tmp_path / "empty").read_text()
+    assert "No runs" in results_index.write_index(tmp_path / "empty").read_text()
 
 
 # ------------------------------------------------------------------------------------ compare
@@ -256,7 +289,7 @@ def test_compare(doc, tmp_path, capsys):
 
 
 def test_cli_end_to_end(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(C, "select", lambda *a, **k: [_tiny_gru(providers=("nn.GRU",))])
+    monkeypatch.setattr(S, "select", lambda *a, **k: [_tiny_gru(providers=("nn.GRU",))])
     code = cli.main(["--quick", "--out", str(tmp_path), "--no-progress", "--warmup-ms", "1", "--rep-ms", "5"])
     assert code == 0
     files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
@@ -273,7 +306,7 @@ def test_attention_case_runs_and_checks(op):
         del shape["A"]
     providers = ("fastgru", "naive_ref", "sdpa") if op == "dot_attention" else ("fastgru", "naive_ref")
     case = C.Case("attention", op, "training", "fp32", shape, providers, providers[1:])
-    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", **FAST)}
+    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", S.SETUPS["attention"], **FAST)}
     for name, r in rows.items():
         assert r["status"] in ("ok", "unavailable"), (name, r["error"])
     if rows["fastgru"]["status"] == "ok":

@@ -1,7 +1,8 @@
-"""fastgru's benchmark harness: cases, correctness-checked timing, result files, tables and plots.
+"""What ``python -m fastgru`` needs to benchmark: the quick GRU cases, the GRU providers, the
+correctness-checked timing and the Markdown table. ``quick_table()`` runs them.
 
-``python -m bench`` (from the repository) or ``python -m fastgru.bench`` runs the sweep;
-``quick_table()`` runs the quick GRU cases and returns a Markdown table (``python -m fastgru``).
+The full benchmark (every suite, result files, plots, compare) is the repository's bench/ folder:
+``python -m bench`` from the repository root.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ def quick_table(progress: bool = True, device=None) -> str:
     lighter than the sweep's (10 ms warm-up, 40 ms of repeats, at least 5) to stay well under half
     a minute on a small CPU; rows skipped by design (torch.compile) are left out of the table.
     """
-    from . import cli, render
+    from .cases import default_dtypes, quick_gru_cases
+    from .sweep import default_device, sweep
+    from .table import markdown
 
-    doc = cli.sweep("gru", quick=True, device=device, progress=progress, warmup_ms=10.0, rep_ms=40.0)
+    device = device or default_device()
+    cases = quick_gru_cases(default_dtypes(device))
+    doc = sweep(cases, device, progress=progress, warmup_ms=10.0, rep_ms=40.0, suite="gru", quick=True)
     doc["rows"] = [r for r in doc["rows"] if r["status"] != "skipped"]
-    return render.markdown(doc)
+    return markdown(doc)
 
 
-def main(argv=None) -> int:
-    from . import cli
-
-    return cli.main(argv)
-
-
-__all__ = ["quick_table", "main"]
+__all__ = ["quick_table"]

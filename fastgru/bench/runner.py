@@ -19,26 +19,20 @@ from typing import Callable, Iterable
 import torch
 
 from .. import testing
-from . import providers as P
+from ..ops.guard import tf32_allowed
 from . import timing
 from .cases import Case
+from .gru_providers import gru_setup
+from .providers import Unavailable
 
-SETUPS = {"gru": P.gru_setup, "cell": P.cell_setup}
-
-
-def _setup_for(case: Case):
-    if case.suite == "attention":
-        from . import attention_providers
-
-        return attention_providers.attention_setup
-    return SETUPS[case.suite]
+# suite -> setup(case, device, copies) -> providers.Setup. The repository's bench/ adds its suites.
+SETUPS = {"gru": gru_setup}
 
 
-def _tf32(device: torch.device, case: Case) -> bool:
-    """fp32 on CUDA follows PyTorch's flags; the recurrence (as in nn.GRU) cudnn.allow_tf32."""
-    if device.type != "cuda" or case.dtype != "fp32":
-        return False
-    return bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+def tf32(case: Case, device, follows: str) -> bool:
+    """Whether fastgru may use TF32 on this case: the library's one rule (ops.guard.tf32_allowed),
+    for the torch flag its setup follows ("cudnn" for the GRU layer, "matmul" otherwise)."""
+    return tf32_allowed(torch.empty(0, device=device, dtype=case.torch_dtype), follows)
 
 
 def check(results: dict, ref: dict, dtype, tf32=False, baseline: dict | None = None) -> float:
@@ -78,16 +72,19 @@ def _short(exc: BaseException) -> str:
 
 
 def run_case(case: Case, device, setup_fn: Callable | None = None, warmup_ms=25.0, rep_ms=100.0) -> list[dict]:
-    """All rows of one case. ``setup_fn(case, device, copies)`` overrides the suite's setup (tests)."""
+    """All rows of one case. ``setup_fn(case, device, copies)``: the suite's setup (default: SETUPS)."""
     device = torch.device(device)
-    setup_fn = setup_fn or _setup_for(case)
+    if setup_fn is None:
+        if case.suite not in SETUPS:
+            raise ValueError(f"no setup for suite {case.suite!r} here; pass setup_fn")
+        setup_fn = SETUPS[case.suite]
     rows = {p: _row(case, p, device) for p in case.providers}
     probe = setup_fn(case, device, 1)
     copies = timing.copies_needed(probe.input_bytes, device)
     setup = probe if copies == 1 else setup_fn(case, device, copies)
     del probe
-    dtype, tf32 = case.torch_dtype, _tf32(device, case)
-    limit = testing.tolerance(dtype, tf32)
+    dtype, allow_tf32 = case.torch_dtype, tf32(case, device, setup.tf32_follows)
+    limit = testing.tolerance(dtype, allow_tf32)
     ref = setup.reference()
     ref = {k: v.cpu() for k, v in ref.items()}
     baseline = None
@@ -112,7 +109,7 @@ def run_case(case: Case, device, setup_fn: Callable | None = None, warmup_ms=25.
                 if results is None:
                     raise AssertionError("provider gives no results to check")
                 try:
-                    row["rel_error"] = check(results, ref, dtype, tf32, baseline)
+                    row["rel_error"] = check(results, ref, dtype, allow_tf32, baseline)
                 except AssertionError as exc:
                     row["rel_error"] = max_error(results, ref) if results else None
                     row.update(status="failed", error=f"correctness check: {exc}")
@@ -129,7 +126,7 @@ def run_case(case: Case, device, setup_fn: Callable | None = None, warmup_ms=25.
                 row["tokens_per_s"] = setup.tokens / sec
                 row["tflops"] = setup.cost.flops / sec / 1e12
                 row["gbytes_per_s"] = setup.cost.bytes / sec / 1e9
-        except P.Unavailable as exc:
+        except Unavailable as exc:
             row.update(status="unavailable", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one provider's failure must not stop the sweep
             row.update(status="oom" if _is_oom(exc) else "error", error=_short(exc))
@@ -156,11 +153,13 @@ def _free(device: torch.device) -> None:
 
 
 def run(cases: list[Case], device, budget_s: float | None = None, progress=None,
-        warmup_ms=25.0, rep_ms=100.0) -> tuple[list[dict], dict]:
+        warmup_ms=25.0, rep_ms=100.0, setups: dict | None = None) -> tuple[list[dict], dict]:
     """Run cases in order; stop starting new ones once ``budget_s`` seconds have passed.
 
-    ``progress(i, n, case)`` is called before each case. Returns (rows, run info).
+    ``progress(i, n, case)`` is called before each case; ``setups`` maps each suite to its setup
+    (default: SETUPS). Returns (rows, run info).
     """
+    setups = SETUPS if setups is None else setups
     start = time.perf_counter()
     rows, not_run = [], []
     for i, case in enumerate(cases):
@@ -170,7 +169,7 @@ def run(cases: list[Case], device, budget_s: float | None = None, progress=None,
         if progress is not None:
             progress(i, len(cases), case)
         try:
-            rows += run_case(case, device, warmup_ms=warmup_ms, rep_ms=rep_ms)
+            rows += run_case(case, device, setups.get(case.suite), warmup_ms=warmup_ms, rep_ms=rep_ms)
         except Exception as exc:  # noqa: BLE001 - a broken setup (e.g. OOM on inputs) is recorded
             for p in case.providers:
                 row = _row(case, p, torch.device(device))

@@ -102,8 +102,3 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> int | None:
     peak = torch.cuda.max_memory_allocated(device)
     del result
     return int(peak - before)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -13,10 +13,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import reference
-from . import flops
-from .cases import Case
-from .providers import Prepared, Setup, Unavailable, _backend_name
+from fastgru import reference
+from fastgru.bench.cases import Case
+from fastgru.bench.providers import Prepared, Setup, Unavailable, backend_name
+
+from bench import attention_flops as flops
 
 _MODULES = {"attention_pooling": "AttentionPooling", "additive_attention": "AdditiveAttention",
             "dot_attention": "DotAttention"}
@@ -152,7 +153,7 @@ def attention_setup(case: Case, device, copies: int = 1) -> Setup:
         calls = [_step(run, inp, list(mod.parameters()), g, training) for inp, g in sets]
         named = list(mod.named_parameters())
         return Prepared(calls, lambda: _results(run, sets[0][0], named, sets[0][1], training),
-                        backend=_backend_name(device))
+                        backend=backend_name(device))
 
     def reference_results():
         P64 = {k: v.detach().double().requires_grad_(training) for k, v in P.items()}
@@ -176,4 +177,5 @@ def attention_setup(case: Case, device, copies: int = 1) -> Setup:
         cost = flops.dot_attention(N, Tq, T, D, mode=case.mode, elem_bytes=elem)
     in_bytes = elem * sum(t.numel() for t in sets[0][0].values())
     # The naive formulation in the same dtype is PyTorch's own result: fastgru may be at most 2x worse.
-    return Setup(reference_results, providers, ("fastgru",), "naive_ref", N * T, cost, in_bytes)
+    return Setup(reference_results, providers, ("fastgru",), "naive_ref", N * T, cost, in_bytes,
+                 tf32_follows="matmul")

@@ -1,4 +1,6 @@
-"""Command line of the benchmark sweep: ``python -m bench`` (repo) or ``python -m fastgru.bench``."""
+"""Command line of the benchmark sweep, ``python -m bench`` from the repository root: select the
+cases, run them (fastgru.bench: correctness check first, then timing), write the result file, its
+Markdown table and plots, and regenerate the index."""
 
 from __future__ import annotations
 
@@ -8,22 +10,31 @@ from pathlib import Path
 
 import torch
 
-from . import cases as C
-from . import render, results, runner
-from .progress import Progress
+from fastgru.bench.environment import CPU_NOTE
+from fastgru.bench.sweep import default_device, sweep
+from fastgru.bench.table import markdown
 
+from bench import plots, result_files, results_index, suites
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+OTHER_COMMANDS = """\
+other commands (from the repository root; see bench/README.md):
+  python -m bench.compare OLD.json NEW.json    the change between two runs, row by row
+  python -m bench.compile --quick --out DIR    every kernel compiled for sm_90 without a GPU
+  python bench/strategy_table.py --out DIR     every GRU strategy beside nn.GRU (CUDA)
+  python -m bench.barrier_floor --out DIR      the grid barrier's latency (CUDA)
+  pytest bench --benchmark-only                pytest-benchmark cases
+  bash bench/gpu_check.sh                      the one command for a lent GPU
+"""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="fastgru benchmark sweep: correctness check first, then timing; writes "
+        description="fastgru benchmark sweep: correctness check first, then timing; writes\n"
                     "<out>/<device>/<date>-<commit>.json with a Markdown table and plots.",
+        epilog=OTHER_COMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--suite", choices=C.SUITES + ("all",), default="all")
+    p.add_argument("--suite", choices=suites.SUITES + ("all",), default="all")
     p.add_argument("--quick", action="store_true", help="a small subset (a minute on a GPU, seconds on CPU)")
     p.add_argument("--dtype", default=None,
                    help="comma-separated from fp32,bf16, or 'all' (default: both on CUDA, fp32 on CPU)")
@@ -44,43 +55,32 @@ def _dtypes(arg):
     if arg is None:
         return None
     if arg == "all":
-        return tuple(C.DTYPES)
+        return tuple(suites.DTYPES)
     return tuple(d.strip() for d in arg.split(",") if d.strip())
-
-
-def sweep(suite="all", quick=False, dtypes=None, device=None, budget_s=None, progress=True,
-          warmup_ms=25.0, rep_ms=100.0):
-    """Run a sweep and return the result document (not written)."""
-    device = torch.device(device or default_device())
-    selected = C.select(suite, quick, dtypes, device)
-    env = results.environment(device)
-    bar = Progress() if progress else None
-    rows, info = runner.run(selected, device, budget_s, bar, warmup_ms, rep_ms)
-    info.update(suite=suite, quick=quick, dtypes=sorted({c.dtype for c in selected}),
-                warmup_ms=warmup_ms, rep_ms=rep_ms, command=" ".join(sys.argv))
-    return results.document(env, info, rows)
 
 
 def main(argv=None) -> int:
     a = parse_args(argv)
     out = Path(a.out)
     if a.index_only:
-        print(render.write_index(out))
+        print(results_index.write_index(out))
         return 0
     device = default_device() if a.device == "auto" else a.device
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
+    cases = suites.select(a.suite, a.quick, _dtypes(a.dtype), device)
     if a.list:
-        for c in C.select(a.suite, a.quick, _dtypes(a.dtype), device):
+        for c in cases:
             print(c.id, "" if not c.skip else f"(skip: {', '.join(c.skip)})")
         return 0
-    doc = sweep(a.suite, a.quick, _dtypes(a.dtype), device, a.budget_s, not a.no_progress, a.warmup_ms, a.rep_ms)
-    path = results.write(doc, out)
-    md = render.markdown(doc)
+    doc = sweep(cases, device, a.budget_s, not a.no_progress, a.warmup_ms, a.rep_ms, suites.SETUPS,
+                suite=a.suite, quick=a.quick)
+    path = result_files.write(doc, out)
+    md = markdown(doc)
     path.with_suffix(".md").write_text(md)
-    made = [] if a.no_plots else render.plots(doc, path.with_suffix(""))
-    index = render.write_index(out)
+    made = [] if a.no_plots else plots.plots(doc, path.with_suffix(""))
+    index = results_index.write_index(out)
     statuses = {}
     for r in doc["rows"]:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -90,8 +90,8 @@ def main(argv=None) -> int:
     if doc["run"]["stopped_by_budget"]:
         print(f"stopped by the time budget: {len(doc['run']['cases_not_run'])} cases not started")
     if doc["env"]["device_type"] != "cuda":
-        print(f"note: {results.CPU_NOTE}")
-    if not a.no_plots and not render.have_matplotlib():
+        print(f"note: {CPU_NOTE}")
+    if not a.no_plots and not plots.have_matplotlib():
         print("plots skipped: matplotlib is not installed (pip install 'fastgru[plot]')")
     for f in [path, path.with_suffix(".md"), *made, index]:
         print(f"wrote {f}")

@@ -1,0 +1,114 @@
+"""The benchmark suites: which ops, shapes, dtypes, modes and providers each one runs, and the
+setup that builds a case's providers. A case and the quick GRU cases come from fastgru.bench.cases.
+
+Providers beyond the GRU ones (fastgru, nn.GRU, compiled_ref):
+  nn.GRUCell    the cell suite's baseline (cell_providers.py)
+  naive_ref     the reference attention in plain PyTorch (materializes the score tensors)
+  sdpa          torch.nn.functional.scaled_dot_product_attention (dot attention only)
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from fastgru.bench.cases import (DTYPES, MODES, Case, compile_split, default_dtypes, gru_case, gru_shape,
+                                  quick_gru_cases)
+from fastgru.bench.gru_providers import gru_setup
+
+from bench.attention_providers import attention_setup
+from bench.cell_providers import cell_setup
+
+SUITES = ("gru", "cell", "attention")
+SETUPS = {"gru": gru_setup, "cell": cell_setup, "attention": attention_setup}
+
+BATCHES = (1, 8, 32, 128, 512)
+HIDDENS = (128, 256, 512, 1024)
+SEQ_LENS = (64, 512)
+CELL_BATCHES = (1, 8, 64, 256)
+ATTN_N = (8, 32)
+ATTN_T = (128, 512, 2048)
+ATTN_DIM = 256  # query, key and value width
+ATTN_SIZE = 128  # attention_size of the pooling and additive scorers
+
+# torch.compile unrolls the reference's time loop, so compiling costs seconds to minutes per
+# shape. It runs only at T=64 and on a few (batch, hidden) points, enough to place it.
+COMPILE_T = 64
+COMPILE_POINTS = {(8, 256), (128, 256), (8, 1024), (128, 1024)}
+CELL_COMPILE_POINTS = {(1, 256), (64, 256), (1, 1024), (64, 1024)}
+
+
+def _gru_compiles(shape):
+    if shape["packed"]:
+        return False, "not run on packed input"
+    if shape["T"] != COMPILE_T or (shape["B"], shape["H"]) not in COMPILE_POINTS or shape["layers"] != 1:
+        return False, f"compile only at T={COMPILE_T}, (B, H) in {sorted(COMPILE_POINTS)} (compile time)"
+    return True, ""
+
+
+def _ordered(splits):
+    """Main cases first, then the compile-only ones (see fastgru.bench.cases.compile_split)."""
+    first, last = [], []
+    for split in splits:
+        first.append(split[0])
+        last += split[1:]
+    return first + last
+
+
+def gru_cases(quick=False, dtypes=("fp32", "bf16")):
+    if quick:
+        return quick_gru_cases(dtypes)
+    grid = [gru_shape(B, H, T) for T, H, B in itertools.product(SEQ_LENS, HIDDENS, BATCHES)]
+    grid += [gru_shape(B, H, 512, packed=True) for H in (256, 1024) for B in (32, 128)]
+    grid += [gru_shape(B, H, 512, layers=2, bidirectional=True) for H in (256, 512) for B in (8, 64)]
+    return _ordered(compile_split(gru_case(m, d, s), *_gru_compiles(s)) for d in dtypes for m in MODES for s in grid)
+
+
+def cell_cases(quick=False, dtypes=("fp32", "bf16")):
+    batches, hiddens = ((1, 64), (128,)) if quick else (CELL_BATCHES, HIDDENS)
+    splits = []
+    for d, H, B in itertools.product(dtypes, hiddens, batches):
+        case = Case("cell", "gru_cell", "inference", d, {"B": B, "I": H, "H": H},
+                    ("fastgru", "nn.GRUCell", "compiled_ref"), ("nn.GRUCell", "compiled_ref"))
+        if quick:
+            splits.append(compile_split(case, False, "skipped in --quick (compile time)"))
+        else:
+            compiles = (B, H) in CELL_COMPILE_POINTS
+            splits.append(compile_split(case, compiles, f"compile only at (B, H) in {sorted(CELL_COMPILE_POINTS)}"))
+    return _ordered(splits)
+
+
+def attention_cases(quick=False, dtypes=("fp32", "bf16")):
+    ns, ts = ((8,), (128,)) if quick else (ATTN_N, ATTN_T)
+    modes = ("inference",) if quick else MODES
+    cases = []
+    for d, mode, N, T in itertools.product(dtypes, modes, ns, ts):
+        shape = {"N": N, "T": T, "D": ATTN_DIM, "A": ATTN_SIZE}
+        cases.append(Case("attention", "attention_pooling", mode, d, shape, ("fastgru", "naive_ref"), ("naive_ref",)))
+        for Tq in (1, T):
+            shape = {"N": N, "Tq": Tq, "T": T, "D": ATTN_DIM, "A": ATTN_SIZE}
+            cases.append(
+                Case("attention", "additive_attention", mode, d, shape, ("fastgru", "naive_ref"), ("naive_ref",))
+            )
+            shape = {"N": N, "Tq": Tq, "T": T, "D": ATTN_DIM}
+            cases.append(
+                Case("attention", "dot_attention", mode, d, shape, ("fastgru", "naive_ref", "sdpa"),
+                     ("naive_ref", "sdpa"))
+            )
+    return cases
+
+
+def select(suite="all", quick=False, dtypes=None, device="cpu"):
+    """The cases of one suite (or all), in run order. bf16 runs by default only on CUDA."""
+    if dtypes is None:
+        dtypes = default_dtypes(device)
+    unknown = set(dtypes) - set(DTYPES)
+    if unknown:
+        raise ValueError(f"unknown dtype(s) {sorted(unknown)}; choose from {sorted(DTYPES)}")
+    suites = SUITES if suite == "all" else (suite,)
+    makers = {"gru": gru_cases, "cell": cell_cases, "attention": attention_cases}
+    cases = []
+    for s in suites:
+        if s not in makers:
+            raise ValueError(f"unknown suite {s!r}; choose from {SUITES + ('all',)}")
+        cases += makers[s](quick=quick, dtypes=tuple(dtypes))
+    return cases
