@@ -42,6 +42,13 @@ def write_index(results_dir) -> Path:
             report = f"[{md.name}]({key}/{md.name})" if md.exists() else f"[{f.name}]({key}/{f.name})"
             lines.append(f"| {env['device_name']} | {env['date']} | `{env['commit']}` | {env['torch']} | "
                          f"{env.get('triton')} | {env.get('cuda')} | {ok}/{len(rows)} | {report} |")
+    reports = sorted(p.name for p in (root / "compile").glob("*") if p.is_dir())
+    if reports:
+        lines += ["", "## Compile check (sm_90, no GPU)", "",
+                  "`compile/<date>-<commit>/`: `python -m bench.compile` reports (registers, spills, shared memory and",
+                  "MMA kind of every kernel at the dispatcher's plans for a 132-SM H100), newest first:",
+                  "see bench/README.md, \"Compile check\".", ""]
+        lines += [f"- [{name}](compile/{name}/)" for name in reversed(reports)]
     path = root / "README.md"
     root.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -45,10 +45,10 @@ def _step(module, x, mode):
 def _recorded_plans(num_warps=None, block_h=None):
     """The plans the layer's launchers pick, in order; and two experiments patched in: the
     persistent forward's warp count, the persistent hidden-block sizes tried."""
-    from fastgru.launchers import gru_layer as autograd
-    from fastgru.launchers import plan as dispatch
+    from fastgru.launchers import gru_layer as layer_launchers
+    from fastgru.launchers import plan as planner
 
-    original, sizes, seen = autograd.plan_gru, dispatch.PERSISTENT_BLOCK_H, []
+    original, sizes, seen = layer_launchers.plan_gru, planner.PERSISTENT_BLOCK_H, []
 
     def recording(*args, **kwargs):
         plan = original(*args, **kwargs)
@@ -57,13 +57,13 @@ def _recorded_plans(num_warps=None, block_h=None):
         seen.append(plan)
         return plan
 
-    autograd.plan_gru = recording
+    layer_launchers.plan_gru = recording
     if block_h:
-        dispatch.PERSISTENT_BLOCK_H = tuple(block_h)
+        planner.PERSISTENT_BLOCK_H = tuple(block_h)
     try:
         yield seen
     finally:
-        autograd.plan_gru, dispatch.PERSISTENT_BLOCK_H = original, sizes
+        layer_launchers.plan_gru, planner.PERSISTENT_BLOCK_H = original, sizes
 
 
 def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, num_warps=None, save=None, block_h=None):

@@ -20,8 +20,6 @@ import pytest
 import fastgru.kernels
 
 ROOT = Path(__file__).resolve().parents[1]
-# Launched only by bench/barrier_floor.py to measure the grid barrier, never by fastgru itself.
-NOT_FASTGRU_OPS = {"barrier_probe"}
 
 pytestmark = pytest.mark.compile
 
@@ -31,8 +29,6 @@ def fastgru_kernels() -> set:
     functions (the other jitted functions are device helpers inlined into these)."""
     names = set()
     for mod in pkgutil.iter_modules(fastgru.kernels.__path__):
-        if mod.name in NOT_FASTGRU_OPS:
-            continue
         module = importlib.import_module(f"fastgru.kernels.{mod.name}")
         for name, obj in vars(module).items():
             autotuned = hasattr(obj, "configs") and hasattr(obj, "fn")
