@@ -9,7 +9,8 @@ Grid (batch blocks, hidden blocks).
 import triton
 import triton.language as tl
 
-from .gru_common import dot_acc, sigmoid, tanh
+from .activations import sigmoid, tanh
+from .gru_common import dot_acc
 
 
 @triton.jit

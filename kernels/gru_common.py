@@ -1,20 +1,9 @@
-"""Elementwise helpers shared by the GRU kernels."""
+"""Helpers shared by the GRU kernels: the rows of a batch block at a step, the MMA step with
+its operand dtypes, and the grid barrier of the persistent strategy (activations:
+activations.py)."""
 
 import triton
 import triton.language as tl
-
-
-@triton.jit
-def sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
-
-
-@triton.jit
-def tanh(x):
-    # tanh(x) = 1 - 2 / (exp(2x) + 1): exp overflows to inf for large x (-> 1) and underflows to
-    # 0 for very negative x (-> -1), so it never produces NaN. (tl has no tanh that also works
-    # under the interpreter.)
-    return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
 
 
 @triton.jit

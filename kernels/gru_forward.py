@@ -14,7 +14,8 @@ Past its length a row's state is carried unchanged and its output is zero.
 import triton
 import triton.language as tl
 
-from .gru_common import dot_acc, sigmoid, step_rows, tanh
+from .activations import sigmoid, tanh
+from .gru_common import dot_acc, step_rows
 
 
 @triton.jit

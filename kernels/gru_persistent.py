@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .gru_backward import _bwd_gates_block, bwd_carry_finish
-from .gru_common import dot_acc, grid_barrier
+from .gru_common import dot_acc, grid_barrier, step_rows
 from .gru_forward import fwd_finish
 
 
@@ -37,6 +37,16 @@ def _weight_tiles(whh_ptr, i_d, o_n, o_k, H, stride_n, stride_k):
     m = (o_n[:, None] < H) & (o_k[None, :] < H)
     p = whh_ptr + i_d * 3 * H * H + o_n[:, None] * stride_n + o_k[None, :] * stride_k
     return tl.load(p, mask=m, other=0.0), tl.load(p + H * H, mask=m, other=0.0), tl.load(p + 2 * H * H, mask=m, other=0.0)
+
+
+@triton.jit
+def _program(count_ptr, BLOCK_H: tl.constexpr, BLOCK_HP: tl.constexpr):
+    """This program's hidden block, batch block and direction, its hidden units o_n, all of H
+    (padded) o_k, and the barrier counter of its (batch block, direction)."""
+    i_n, i_b, i_d = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
+    o_k = tl.arange(0, BLOCK_HP)
+    return i_n, i_b, i_d, o_n, o_k, count_ptr + i_d * tl.num_programs(1) + i_b
 
 
 @triton.jit
@@ -57,16 +67,11 @@ def gru_fwd_persistent_kernel(
     HAS_BHN: tl.constexpr, SAVE: tl.constexpr, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_HP: tl.constexpr,
 ):
-    i_n = tl.program_id(0)
-    i_b = tl.program_id(1)
-    i_d = tl.program_id(2)
+    i_n, i_b, i_d, o_n, o_k, p_count = _program(count_ptr, BLOCK_H, BLOCK_HP)
     n_peers = tl.num_programs(0)
     o_b = (i_b * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
-    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
-    o_k = tl.arange(0, BLOCK_HP)                                     # all of H (padded)
     w_r, w_z, w_n = _weight_tiles(whh_ptr, i_d, o_n, o_k, H, H, 1)  # [BH, HP], resident
     acc_dtype = hbuf_ptr.dtype.element_ty
-    p_count = count_ptr + i_d * tl.num_programs(1) + i_b
     m_h = (o_k[:, None] < H) & (o_b[None, :] < B)
     for s in range(T):
         cur = s % 2
@@ -96,17 +101,10 @@ def gru_bwd_persistent_kernel(
     MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_HP: tl.constexpr,
 ):
-    i_n = tl.program_id(0)
-    i_b = tl.program_id(1)
-    i_d = tl.program_id(2)
+    i_n, i_b, i_d, o_n, o_k, p_count = _program(count_ptr, BLOCK_H, BLOCK_HP)
     n_peers = tl.num_programs(0)
-    o_b = (i_b * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
-    m_b = o_b < B
-    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
-    o_k = tl.arange(0, BLOCK_HP)
     w_r, w_z, w_n = _weight_tiles(whh_ptr, i_d, o_n, o_k, H, 1, H)  # [BH, HP] = W_g[:, units]^T, resident
     acc_dtype = dbuf_ptr.dtype.element_ty
-    p_count = count_ptr + i_d * tl.num_programs(1) + i_b
     for step in range(T):
         s = T - 1 - step
         cur = step % 2
@@ -118,9 +116,7 @@ def gru_bwd_persistent_kernel(
         # dgh_t of every hidden unit is needed below. dh is carried per hidden block, so this is
         # the only barrier of the step; dgh has a slot per time step, so nothing is overwritten.
         _meet(p_count, (step + 1) * n_peers, n_peers)
-        len_b = tl.load(lengths_ptr + o_b, mask=m_b, other=0)
-        live = m_b & (s < len_b)
-        t = tl.maximum(tl.where(i_d == 1, len_b - 1 - s, s), 0).to(tl.int64)
+        o_b, _, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
         p_dgh = dgh_ptr + ((i_d * T + t[None, :]) * B + o_b[None, :]) * 3 * H + o_k[:, None]   # [HP, BB]
         m_dg = (o_k[:, None] < H) & live[None, :]
         acc = tl.zeros((BLOCK_H, BLOCK_B), dtype=acc_dtype)

@@ -13,18 +13,23 @@ from triton.runtime.driver import driver
 
 import fastgru.launchers.attention as AA
 from fastgru.launchers.launch import Launch
-from fastgru.kernels import attention_additive as KA
-from fastgru.kernels import attention_common as common
-from fastgru.kernels import attention_dot as KD
+from fastgru.kernels import attention as K
+from fastgru.kernels import attention_configs as C
 
-FAMILIES = {
-    "additive": (KA.additive_configs, KA.shared_bytes, ("BLOCK_Q", "BLOCK_T", "BLOCK_A", "BLOCK_D")),
-    "dot": (KD.dot_configs, KD.shared_bytes, ("BLOCK_Q", "BLOCK_T", "BLOCK_K", "BLOCK_D")),
-}
-KERNELS = {
-    "additive": (KA.additive_fwd, KA.additive_bwd_dq, KA.additive_bwd_dkv),
-    "dot": (KD.dot_fwd, KD.dot_bwd_dq, KD.dot_bwd_dkv),
-}
+SCORES = ("additive", "dot")
+NAMES = C.BLOCKS  # BLOCK_Q, BLOCK_T, BLOCK_F, BLOCK_D
+KERNELS = (K.attention_fwd, K.attention_bwd_dq, K.attention_bwd_dkv)
+
+
+def configs_of(score):
+    return lambda *shape, **kw: C.attention_configs(score, *shape, **kw)
+
+
+def shared_of(score):
+    return lambda cfg, dot_b, cdt_b: C.shared_bytes(score, cfg, dot_b, cdt_b)
+
+
+FAMILIES = {score: (configs_of(score), shared_of(score), NAMES) for score in SCORES}
 DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
 ARCHS = (80, 90)
 TQ = (1, 2, 3, 7, 8, 9, 16, 17, 33, 64, 100, 128, 257, 512)
@@ -43,16 +48,16 @@ def describe(configs):
 
 
 def test_shared_limits_are_the_opt_in_maxima():
-    assert common.SHARED_LIMIT[80] == 163 * 1024 == 166912
-    assert common.SHARED_LIMIT[86] == common.SHARED_LIMIT[89] == 99 * 1024 == 101376
-    assert common.SHARED_LIMIT[90] == 227 * 1024 == 232448
-    assert common.shared_limit(75) == common.SHARED_LIMIT_OTHER <= min(common.SHARED_LIMIT.values())
+    assert C.SHARED_LIMIT[80] == 163 * 1024 == 166912
+    assert C.SHARED_LIMIT[86] == C.SHARED_LIMIT[89] == 99 * 1024 == 101376
+    assert C.SHARED_LIMIT[90] == 227 * 1024 == 232448
+    assert C.shared_limit(75) == C.SHARED_LIMIT_OTHER <= min(C.SHARED_LIMIT.values())
 
 
 def test_bucket_is_the_next_power_of_two():
-    assert common.bucket(1, 2, 3, 17) == (1, 2, 4, 32)
-    assert common.bucket(64, 65, 1000, 2048) == (64, 128, 1024, 2048)
-    assert common.bucket(0) == (1,)
+    assert C.bucket(1, 2, 3, 17) == (1, 2, 4, 32)
+    assert C.bucket(64, 65, 1000, 2048) == (64, 128, 1024, 2048)
+    assert C.bucket(0) == (1,)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -60,13 +65,13 @@ def test_bucket_is_the_next_power_of_two():
 @pytest.mark.parametrize("arch", ARCHS)
 def test_few_configs_within_shared_memory(family, dtype, arch):
     configs_fn, shared, _ = FAMILIES[family]
-    dot_b, cdt_b = common.element_bytes(dtype)
+    dot_b, cdt_b = C.element_bytes(dtype)
     for shape in SHAPES:
         configs = configs_fn(*shape, dtype=dtype, arch=arch)
         assert 1 <= len(configs) <= 4, (shape, describe(configs))
         assert len(set(map(str, configs))) == len(configs), (shape, describe(configs))
         for c in configs:
-            assert shared(c, dot_b, cdt_b) <= common.SHARED_LIMIT[arch], (shape, c)
+            assert shared(c, dot_b, cdt_b) <= C.SHARED_LIMIT[arch], (shape, c)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -74,7 +79,7 @@ def test_few_configs_within_shared_memory(family, dtype, arch):
 def test_shapes_in_one_bucket_get_one_list(family, dtype):
     configs_fn = FAMILIES[family][0]
     for shape in SHAPES:
-        key = common.bucket(*shape)
+        key = C.bucket(*shape)
         low = tuple(k // 2 + 1 for k in key)  # the smallest member of each bucket
         expect = describe(configs_fn(*key, dtype=dtype, arch=90))
         assert describe(configs_fn(*shape, dtype=dtype, arch=90)) == expect, shape
@@ -86,7 +91,7 @@ def test_shapes_in_one_bucket_get_one_list(family, dtype):
 def test_dot_configs_meet_the_kernels_constraints(dtype, arch):
     names = FAMILIES["dot"][2]
     for shape in SHAPES:
-        for c in KD.dot_configs(*shape, dtype=dtype, arch=arch):
+        for c in C.attention_configs("dot", *shape, dtype=dtype, arch=arch):
             assert min(blocks(c, names)) >= 16, (shape, c)  # every product is a tl.dot
             assert c.num_warps in (4, 8) and c.num_stages in (2, 3), (shape, c)
 
@@ -95,23 +100,23 @@ def test_dot_configs_meet_the_kernels_constraints(dtype, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_additive_configs_meet_the_kernels_constraints(dtype, arch):
     names = FAMILIES["additive"][2]
-    cdt_b = common.element_bytes(dtype)[1]
+    cdt_b = C.element_bytes(dtype)[1]
     for shape in SHAPES:
-        for c in KA.additive_configs(*shape, dtype=dtype, arch=arch):
+        for c in C.attention_configs("additive", *shape, dtype=dtype, arch=arch):
             bq, bt, ba, bd = blocks(c, names)
-            assert bq == min(common.next_pow2(shape[0]), 16), (shape, c)  # no padded query rows below 16
+            assert bq == min(C.next_pow2(shape[0]), 16), (shape, c)  # no padded query rows below 16
             if bq >= 16:  # the tl.dot path: every side that meets in a dot
                 assert min(bq, bt, bd) >= 16, (shape, c)
             else:  # the broadcast path: [BQ, BT, BD] is a register tile too
-                assert bq * bt * bd * cdt_b <= 2 * KA.TILE_BYTES_PER_THREAD * 32 * c.num_warps, (shape, c)
-            assert bq * bt * ba * cdt_b <= KA.TILE_BYTES_PER_THREAD * 32 * c.num_warps, (shape, c)
+                assert bq * bt * bd * cdt_b <= 2 * C.TILE_BYTES_PER_THREAD * 32 * c.num_warps, (shape, c)
+            assert bq * bt * ba * cdt_b <= C.TILE_BYTES_PER_THREAD * 32 * c.num_warps, (shape, c)
 
 
 def test_interpreter_gets_one_config_without_the_driver(monkeypatch):
     def no_driver(*args, **kwargs):
         raise AssertionError("the interpreter's configuration touched the driver")
 
-    monkeypatch.setattr(common, "target_arch", no_driver)
+    monkeypatch.setattr(C, "target_arch", no_driver)
     for (configs_fn, _, _), shape, dtype in itertools.product(FAMILIES.values(), SHAPES[::10], DTYPES):
         assert len(configs_fn(*shape, dtype=dtype, interpret=True)) == 1
 
@@ -142,48 +147,62 @@ def test_the_limit_prunes():
     """A target with little shared memory keeps fewer configurations: the estimate is applied."""
     dropped = 0
     for (configs_fn, shared, _), dtype in itertools.product(FAMILIES.values(), DTYPES):
-        dot_b, cdt_b = common.element_bytes(dtype)
+        dot_b, cdt_b = C.element_bytes(dtype)
         for shape in SHAPES:
             small = configs_fn(*shape, dtype=dtype, arch=75)
-            assert all(shared(c, dot_b, cdt_b) <= common.SHARED_LIMIT_OTHER for c in small)
+            assert all(shared(c, dot_b, cdt_b) <= C.SHARED_LIMIT_OTHER for c in small)
             dropped += len(configs_fn(*shape, dtype=dtype, arch=90)) - len(small)
     assert dropped > 0
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_autotuner_prunes_to_the_launchers_list(monkeypatch, family):
-    """The autotuner's key is the KEY_* bucket arguments, and its pruning returns exactly what
-    the launcher hands to fastgru.launch for that shape, on the current target."""
+    """The autotuner's key is the score and the KEY_* bucket arguments, and its pruning returns
+    exactly what the launcher hands to fastgru.launch for that score and shape, on the current
+    target."""
     _target(monkeypatch, 90)
     configs_fn = FAMILIES[family][0]
     every = {str(c) for c in configs_fn()}
-    for kernel in KERNELS[family]:
-        assert len(kernel.keys) == 4 and all(k.startswith("KEY_") and k in kernel.arg_names for k in kernel.keys)
+    for kernel in KERNELS:
+        assert kernel.keys[0] == "SCORE" and len(kernel.keys) == 5
+        assert all(k.startswith("KEY_") and k in kernel.arg_names for k in kernel.keys[1:])
+        assert every <= {str(c) for c in kernel.configs}  # the autotuner's list holds every score's
         for shape, dtype in itertools.product(SHAPES[::9], DTYPES):
-            nargs = dict(zip(kernel.keys, common.bucket(*shape)), val=torch.empty(0, dtype=dtype))
-            pruned = kernel.early_config_prune(kernel.configs, nargs)
+            nargs = dict(zip(kernel.keys[1:], C.bucket(*shape)), val=torch.empty(0, dtype=dtype))
+            pruned = kernel.early_config_prune(kernel.configs, nargs, SCORE=family, CDT=None)
             assert describe(pruned) == describe(configs_fn(*shape, dtype=dtype)), (kernel, shape)
-            assert {str(c) for c in pruned} <= every  # members of the autotuner's own list
+            assert {str(c) for c in pruned} <= every  # members of the score's own list
 
 
-def test_launchers_pass_the_bucket(monkeypatch):
-    """Every attention launch carries the shape's bucket in its KEY_* arguments."""
+def test_launchers_pass_the_score_and_bucket(monkeypatch):
+    """Every attention launch carries its score as SCORE and the shape's bucket in its KEY_*
+    arguments, with at least one configuration."""
     seen = []
 
     def launch(kernel, grid, args, meta, configs):
         named = dict(zip(kernel.arg_names, args))
-        seen.append((Launch(kernel, grid, args, meta).name, tuple(named[k] for k in kernel.keys), len(configs)))
+        seen.append((Launch(kernel, grid, args, meta).name, meta["SCORE"], tuple(named[k] for k in kernel.keys[1:]),
+                     len(configs)))
 
     monkeypatch.setattr(AA, "launch", launch)
     N, Tq, T, A, D = 2, 5, 33, 12, 20
-    key = common.bucket(Tq, T, A, D)
+    key = C.bucket(Tq, T, A, D)
     qp, kp, w, v = torch.randn(N, Tq, A), torch.randn(N, T, A), torch.randn(A), torch.randn(N, T, D)
     lse, do = torch.zeros(N, Tq), torch.zeros(N, Tq, D)
-    AA.additive_forward(qp, kp, w, v, None, None, False)
-    AA.additive_backward(qp, kp, w, v, None, None, lse, do, None, True)
-    AA.dot_forward(qp, kp, v, None, None, 1.0, False)
-    AA.dot_backward(qp, kp, v, None, None, 1.0, lse, do, None, True)
-    names = [s[0] for s in seen]
-    assert names == ["additive_fwd", "additive_bwd_dq", "additive_bwd_dkv", "dot_fwd", "dot_bwd_dq", "dot_bwd_dkv"]
-    assert all(s[1] == key and s[2] >= 1 for s in seen), seen
+    for score in SCORES:
+        AA.attention_forward(score, qp, kp, w if score == "additive" else None, v, None, None, 1.0, False)
+        AA.attention_backward(score, qp, kp, w if score == "additive" else None, v, None, None, 1.0, lse, do, None, True)
+    kernels = ["attention_fwd", "attention_bwd_dq", "attention_bwd_dkv"]
+    assert [s[:2] for s in seen] == [(k, score) for score in SCORES for k in kernels]
+    assert all(s[2] == key and s[3] >= 1 for s in seen), seen
     assert triton.next_power_of_2(T) == key[1] == 64
+
+
+def test_one_config_list_per_score_unchanged():
+    """The score's lists are those the two kernel families had before they became one: spot
+    checks of the first configuration per dtype at a pooling and an attention shape."""
+    first = lambda score, *shape, dtype: describe(C.attention_configs(score, *shape, dtype=dtype, arch=90))[0]  # noqa: E731
+    assert first("additive", 1, 128, 64, 128, dtype=torch.bfloat16) == (
+        [("BLOCK_D", 128), ("BLOCK_F", 32), ("BLOCK_Q", 1), ("BLOCK_T", 32)], 4, 2)
+    assert first("dot", 64, 512, 64, 256, dtype=torch.bfloat16)[1:] == (8, 3)
+    assert first("dot", 64, 512, 64, 256, dtype=torch.float32)[0][2] == ("BLOCK_Q", 16)

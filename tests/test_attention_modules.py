@@ -7,7 +7,7 @@ from torch import nn
 
 import fastgru
 import fastgru.functional.attention as AF
-from fastgru.testing import check_close
+from fastgru.testing import check_close, rel_error
 
 
 def torch_softmax(scores, ignore):
@@ -218,5 +218,16 @@ def test_gru_attention_matches_torch_nn(bidirectional, with_lengths, device):
         assert torch.all(w[1, 2:] == 0)
     grads = torch.autograd.grad(logits.square().sum(), list(model.parameters()))
     ref_grads = torch.autograd.grad(ref_logits.square().sum(), list(twin.parameters()))
-    for (name, _), a, b in zip(model.named_parameters(), grads, ref_grads):
+    twin32 = twin.float()
+    own_grads = torch.autograd.grad(twin32(x, lengths)[0].square().sum(), list(twin32.parameters()))
+    for (name, _), a, b, own in zip(model.named_parameters(), grads, ref_grads, own_grads):
+        if name == "pooling.proj.bias":
+            # A near-cancelling sum: the softmax's score gradients sum to zero over the steps, so
+            # this gradient is ~1/20 of proj.weight's (2.2e-4 vs 4.9e-3 at [padded-bi]) and its
+            # relative error is rounding luck. Measured at [padded-bi]: 7.5e-6, 2.0e-5 and 2.7e-5
+            # for three ulp-level variants of the GRU's tanh, PyTorch's own fp32 5.9e-6. Held to
+            # 5x PyTorch's own error on the same inputs, and 1e-4.
+            err, own_err = rel_error(a, b), rel_error(own, b)
+            assert err <= max(5 * own_err, 1e-6) and err <= 1e-4, f"{name}: {err:.2e} vs PyTorch's {own_err:.2e}"
+            continue
         check_close(a, b, torch.float32, name=name)

@@ -1,4 +1,4 @@
-"""python -m bench.compile [--arch 90|80] [--quick] [--out DIR]
+"""python -m bench.compile [--arch 90|80] [--quick] [--out DIR] [--dtype ...] [--forced ...] [--cases ...]
 
 Compiles every fastgru kernel for a GPU this machine need not have, through the real launchers
 at the dispatcher's own plans, and writes DIR/compile-smXX.json and .md. Exit code 1 on a failed
@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     p.add_argument("--forced", default=None,
                    help="strategies also compiled forced beside the dispatcher's pick (comma-separated, '' for none; "
                         "default: the form's own list)")
+    p.add_argument("--cases", default="all",
+                   help="comma-separated subset of gru,cell,attention: the case families to compile (default: all)")
     args = p.parse_args(argv)
 
     from . import driver
@@ -43,15 +45,20 @@ def main(argv=None) -> int:
     unknown = [d for d in dtypes if d not in cases.DTYPES]
     if unknown:
         p.error(f"unknown dtype {unknown}; choose from {', '.join(cases.DTYPES)}")
+    families = tuple(cases.FAMILIES) if args.cases == "all" else tuple(args.cases.split(","))
+    unknown = [f for f in families if f not in cases.FAMILIES]
+    if unknown:
+        p.error(f"unknown cases {unknown}; choose from {', '.join(cases.FAMILIES)}")
     grid = cases.QUICK if args.quick else cases.FULL
     if args.forced is not None:
         grid = dataclasses.replace(grid, gru_forced=tuple(s for s in args.forced.split(",") if s))
     target = CompileTarget(a, quick=args.quick)
     start = time.perf_counter()
     with backend.assume_gpu(a.sms, a.limits), compiling(target):
-        cases.run_all(target, grid, dtypes)
+        cases.run_all(target, grid, dtypes, families)
     seconds = time.perf_counter() - start
-    meta = dict(form="quick" if args.quick else "full", forced=list(grid.gru_forced), dtypes=list(dtypes), triton=triton.__version__, torch=torch.__version__,
+    meta = dict(form="quick" if args.quick else "full", forced=list(grid.gru_forced), dtypes=list(dtypes),
+                cases=list(families), triton=triton.__version__, torch=torch.__version__,
                 gpu=f"{a.sms} SMs, sm_{a.number}", seconds=seconds, shared_limit=a.shared_limit)
     paths = report.write(args.out, a.number, target.rows, target.notes, meta)
     s = report.summary(target.rows, a.shared_limit)

@@ -28,7 +28,7 @@ class Grid:
     gru: tuple  # (B, H, D) per layer shape
     gru_forced: tuple  # strategies also run forced, beside the dispatcher's own pick
     cell: tuple  # (B, H)
-    attention: tuple  # (N, Tq, T, A or K, D)
+    attention: tuple  # (N, Tq, T, F, D); F is A (additive) or K (dot)
     T: int = 2
     I: int = 64
 
@@ -118,45 +118,44 @@ def gru_cell(target, dtype_label, B, H):
         _guarded(target, "gru_cell_backward", AC.gru_cell_backward, z(B, H), x, h, w_ih, w_hh, res[1])
 
 
-def attention(target, dtype_label, kind, N, Tq, T, A, D):
-    """Forward with weights, then the backward with the weights' gradient and dq (need_dqp)."""
+def attention(target, dtype_label, score, N, Tq, T, F, D):
+    """Forward with weights, then the backward with the weights' gradient and dq (need_dq)."""
     dt = DTYPES[dtype_label][0]
     z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
-    q, k, v = z(N, Tq, A), z(N, T, A), z(N, T, D)
+    q, k, v = z(N, Tq, F), z(N, T, F), z(N, T, D)
+    w = z(F) if score == "additive" else None
     lengths = torch.full((N,), T, dtype=torch.int64)
-    shape = dict(N=N, Tq=Tq, T=T, **({"A": A} if kind == "additive" else {"K": A}), D=D)
+    shape = dict(N=N, Tq=Tq, T=T, **({"A": F} if score == "additive" else {"K": F}), D=D)
     label = dict(strategy="attention", dtype=dtype_label, shape=shape, pick="dispatcher")
-    if kind == "additive":
-        w = z(A)
-        fwd = (AA.additive_forward, (q, k, w, v, lengths, None, True))
-        bwd = (AA.additive_backward, lambda lse, do, dp: (q, k, w, v, lengths, None, lse, do, dp, True))
-    else:
-        fwd = (AA.dot_forward, (q, k, v, lengths, None, 0.125, True))
-        bwd = (AA.dot_backward, lambda lse, do, dp: (q, k, v, lengths, None, 0.125, lse, do, dp, True))
     with target.case(**label, **{"pass": "forward"}):
-        res = _guarded(target, fwd[0].__name__, fwd[0], *fwd[1])
+        res = _guarded(target, "attention_forward", AA.attention_forward, score, q, k, w, v, lengths, None, 0.125, True)
     if res is None:
         return
     out, lse, probs = res
     with target.case(**label, **{"pass": "backward"}):
-        _guarded(target, bwd[0].__name__, bwd[0], *bwd[1](lse, z(N, Tq, D), probs.to(dt)))
+        _guarded(target, "attention_backward", AA.attention_backward,
+                 score, q, k, w, v, lengths, None, 0.125, lse, z(N, Tq, D), probs.to(dt), True)
 
 
 def _fmt(shape: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in shape.items())
 
 
-def run_all(target, grid: Grid, dtypes=tuple(DTYPES)):
-    """Every case of ``grid`` in every dtype, dtype by dtype (the TF32 flags set for each)."""
+FAMILIES = ("gru", "cell", "attention")  # what --cases selects: GRU layers, GRUCell, attention
+
+
+def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
+    """Every case of ``grid`` in every dtype, dtype by dtype (the TF32 flags set for each), for
+    the case families named in ``families``."""
     for label in dtypes:
         with tf32(DTYPES[label][1]), torch.no_grad():
-            for B, H, D in grid.gru:
+            for B, H, D in grid.gru if "gru" in families else ():
                 ran = gru_layer(target, label, B, H, D, grid.T, grid.I, None)
                 for strategy in grid.gru_forced:
                     if strategy not in ran:
                         gru_layer(target, label, B, H, D, grid.T, grid.I, strategy)
-            for B, H in grid.cell:
+            for B, H in grid.cell if "cell" in families else ():
                 gru_cell(target, label, B, H)
-            for kind in ("additive", "dot"):
-                for N, Tq, T, A, D in grid.attention:
-                    attention(target, label, kind, N, Tq, T, A, D)
+            for score in AA.SCORES if "attention" in families else ():
+                for N, Tq, T, F, D in grid.attention:
+                    attention(target, label, score, N, Tq, T, F, D)
