@@ -3,7 +3,7 @@ weighted sum of the values, forward and a flash-style backward that recomputes t
 
 The constexpr ``SCORE`` picks the score and its gradient, nothing else differs:
   "additive" (Bahdanau)  s_ij = w . tanh(q_i + k_j), q and k the projected queries and keys
-                         (attention pooling passes a zero q with stride 0); ``scale`` is 1
+                         (attention pooling passes a zero q, one query row); ``scale`` is 1
   "dot" (Luong)          s_ij = scale * q_i . k_j; ``w`` is None
 q (N, Tq, F), k (N, T, F), values (N, T, D); F is the score's feature size (the attention size
 A, or the key size K), chunked by BLOCK_F. Memory stays O(N Tq (F + D)): the additive
