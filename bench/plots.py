@@ -48,11 +48,7 @@ def plot_gru_speedup(doc: dict, path, baseline: str = "nn.GRU") -> Path | None:
         ax.set_ylabel(f"speedup vs {baseline}")
         ax.set_title(f"GRU {mode} {dtype}")
         ax.legend(fontsize=7)
-    fig.suptitle(_title(doc), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, doc, path)
 
 
 def plot_attention_memory(doc: dict, path) -> Path | None:
@@ -81,6 +77,11 @@ def plot_attention_memory(doc: dict, path) -> Path | None:
         ax.set_ylabel("peak MiB")
         ax.set_title(op)
         ax.legend(fontsize=6)
+    return _save(plt, fig, doc, path)
+
+
+def _save(plt, fig, doc: dict, path) -> Path:
+    """Title the figure with the run, write it to ``path`` and free it."""
     fig.suptitle(_title(doc), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
