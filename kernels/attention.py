@@ -12,9 +12,18 @@ A, or the key size K), chunked by BLOCK_F. Memory stays O(N Tq (F + D)): the add
 Saved for backward: the log-sum-exp per query row (``lse``; +inf for a fully masked row, so
 every recomputed probability of that row is exp(-inf) = 0). The backward runs two kernels,
 one per query block (delta, dq), then one per key block (dk, dvalues, and the additive score
-vector's per-key share dw_part), instead of one with atomics: each program owns its output
-rows, so results are deterministic and the kernels may be autotuned (they zero their own
-outputs first, so a re-run is idempotent).
+vector's per-key share dw_part), instead of one with atomics. Each gradient is accumulated in
+registers over the other axis's blocks and stored once, by the one program that owns its rows
+and its block of columns (BLOCK_F feature columns, BLOCK_D value columns; a third grid axis
+runs over column blocks when a gradient is wider than one block, recomputing the
+probabilities per block): deterministic, no read-modify-write, and the kernels may be
+autotuned.
+
+Heads and dropout: the batch axis B = N * HEADS holds row n * HEADS + h for head h of batch
+row n; lengths and the key padding mask are per batch row (index b // HEADS), the additive
+score vector per head (row b % HEADS of ``w``). Dropout on the attention weights (p_drop > 0)
+draws one Philox number per weight from ``seed`` and the weight's flat index, so the backward
+regenerates the forward's mask instead of storing it.
 
 Conventions: ``o_`` offsets, ``m_`` masks, ``b_`` register blocks, ``s_`` strides, ``p_``
 pointers; shapes in comments as ``# [BQ, BT]``. Every loaded value is converted to the compute
@@ -33,10 +42,12 @@ from .attention_configs import every_config, prune
 # The autotune key: the score and the shape's bucket (powers of two, attention_configs.bucket).
 _BUCKET = ["KEY_TQ", "KEY_T", "KEY_F", "KEY_D"]
 _KEY = ["SCORE", *_BUCKET]
+_RUNTIME = ["HEADS", "p_drop", "seed", *_BUCKET]  # never specialized on (a new seed must not recompile)
 
 _HEURISTICS = {
     "HAS_LENGTHS": lambda a: a["lengths"] is not None,
     "HAS_MASK": lambda a: a["mask"] is not None,
+    "HAS_DROPOUT": lambda a: a["p_drop"] > 0.0,
     # tl.dot wherever two blocks meet in a product: the additive BLOCK_F never does.
     "USE_DOT": lambda a: min(a["BLOCK_Q"], a["BLOCK_T"], a["BLOCK_D"], a["BLOCK_F"] if a["SCORE"] == "dot" else 16) >= 16,
 }
@@ -98,53 +109,32 @@ def key_valid(o_t, T, n_valid, mask, mask_row, s_mt, HAS_LENGTHS: tl.constexpr, 
 
 
 @triton.jit
-def dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, D, T, s_dq, s_dd, s_vt, s_vd,
-           HAS_DPROB: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr,
-           PRECISION: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
-    """From masked scores [BQ, BT]: p = exp(s - lse) and dp = dO . v_j + dprob_ij (0 where masked)."""
+def dropout_keep(seed, i_n, o_q, o_t, Tq, T, p_drop):
+    """[BQ, BT] bool: weight (i_n, o_q, o_t) survives dropout. One Philox number per weight,
+    counted by its flat index in (N, Tq, T), so the backward regenerates the forward's mask."""
+    offsets = (i_n * Tq + o_q)[:, None] * T + o_t[None, :]
+    return tl.rand(seed, offsets) >= p_drop
+
+
+@triton.jit
+def dprobs(s, b_lse, i_n, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, Tq, D, T, p_drop, seed, s_dq, s_dd, s_vt, s_vd,
+           HAS_DPROB: tl.constexpr, HAS_DROPOUT: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr,
+           DOT_DT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr,
+           BLOCK_D: tl.constexpr):
+    """From masked scores [BQ, BT]: p = exp(s - lse), the weights that reach the values (p after
+    dropout: kept ones scaled by 1 / (1 - p_drop), the rest 0), and dp = d loss / d p: the
+    gradient of those weights, dO . v_j + dprob_ij, through the dropout mask (0 where masked)."""
     p = tl.exp(s - b_lse[:, None])
     dp = row_dots(do, o_q, m_q, s_dq, s_dd, val, o_t, m_t, s_vt, s_vd, D,
                   USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
     if HAS_DPROB:
         dp += tl.load(dprob + dprob_row + o_q[:, None] * T + o_t[None, :], mask=m_q[:, None] & m_t[None, :], other=0.0).to(CDT)
-    return p, dp
-
-
-@triton.jit
-def accumulate(ptrs, val, mask):
-    """``*ptrs += val`` in global memory, for rows this program owns alone (deterministic,
-    no atomics). The barriers order the read-modify-write across the threads of the program:
-    a replicated layout may load in one warp what another warp stores."""
-    old = tl.load(ptrs, mask=mask, other=0.0)
-    tl.debug_barrier()
-    tl.store(ptrs, old + val, mask=mask)
-    tl.debug_barrier()
-
-
-@triton.jit
-def accumulate_product(out, o_r, m_r, a, src, o_s, m_s, s_row, s_col, N,
-                       USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
-                       BLOCK_N: tl.constexpr):
-    """``out[o_r, :N] += a @ src[o_s, :N]`` (``out`` row-major with N columns, rows this program
-    owns), BLOCK_N columns at a time: the gradient updates of the backward kernels."""
-    for n0 in range(0, N, BLOCK_N):
-        o_n = n0 + tl.arange(0, BLOCK_N)
-        m_n = o_n < N
-        b = tl.load(src + o_s[:, None] * s_row + o_n[None, :] * s_col, mask=m_s[:, None] & m_n[None, :], other=0.0)
-        accumulate(out + o_r[:, None] * N + o_n[None, :], mm(a, b, USE_DOT, CDT, DOT_DT, PRECISION),
-                   m_r[:, None] & m_n[None, :])
-
-
-@triton.jit
-def zero_rows(out, out2, o_r, m_r, N, CDT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
-    """``out[o_r, :N] = 0`` and, unless None, ``out2[o_r, :N] = 0`` (both row-major with N
-    columns), BLOCK_N columns at a time."""
-    for n0 in range(0, N, BLOCK_N):
-        o_n = n0 + tl.arange(0, BLOCK_N)
-        m = m_r[:, None] & (o_n < N)[None, :]
-        tl.store(out + o_r[:, None] * N + o_n[None, :], tl.zeros([BLOCK_R, BLOCK_N], CDT), mask=m)
-        if out2 is not None:
-            tl.store(out2 + o_r[:, None] * N + o_n[None, :], tl.zeros([BLOCK_R, BLOCK_N], CDT), mask=m)
+    p_v = p
+    if HAS_DROPOUT:
+        keep = dropout_keep(seed, i_n, o_q, o_t, Tq, T, p_drop)
+        p_v = tl.where(keep, p / (1.0 - p_drop), 0.0)
+        dp = tl.where(keep, dp / (1.0 - p_drop), 0.0)
+    return p, p_v, dp
 
 
 # ------------------------------------------------------------------------------ the scores
@@ -209,75 +199,57 @@ def _key_block(q, k, w, mask, o_q, m_q, t0, T, n_valid, F, scale, mask_row, s_mt
 
 
 @triton.jit
-def _key_probs(q, k, w, val, mask, do, dprob, o_q, m_q, b_lse, t0, T, n_valid, F, D, scale, mask_row, dprob_row,
-               s_mt, s_qt, s_qf, s_kt, s_kf, s_w, s_vt, s_vd, s_dq, s_dd,
+def _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_lse, t0, Tq, T, n_valid, F, D, scale, p_drop, seed,
+               mask_row, dprob_row, s_mt, s_qt, s_qf, s_kt, s_kf, s_w, s_vt, s_vd, s_dq, s_dd,
                SCORE: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DPROB: tl.constexpr,
-               USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
-               BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_D: tl.constexpr):
+               HAS_DROPOUT: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr,
+               PRECISION: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr,
+               BLOCK_D: tl.constexpr):
     """Key block from t0 for the query rows o_q: offsets [BT], valid keys [BT], and the
-    recomputed p and dp [BQ, BT] (dprobs)."""
+    recomputed p, p_v and dp [BQ, BT] (dprobs)."""
     o_t, m_t, s = _key_block(q, k, w, mask, o_q, m_q, t0, T, n_valid, F, scale, mask_row, s_mt, s_qt, s_qf, s_kt, s_kf,
                              s_w, SCORE, HAS_LENGTHS, HAS_MASK, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_F)
-    p, dp = dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, D, T, s_dq, s_dd, s_vt, s_vd,
-                   HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
-    return o_t, m_t, p, dp
+    p, p_v, dp = dprobs(s, b_lse, i_n, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, Tq, D, T, p_drop, seed,
+                        s_dq, s_dd, s_vt, s_vd, HAS_DPROB, HAS_DROPOUT, USE_DOT, CDT, DOT_DT, PRECISION,
+                        BLOCK_Q, BLOCK_T, BLOCK_D)
+    return o_t, m_t, p, p_v, dp
 
 
 # ------------------------------------------------------------------------------ score gradients
 
 
 @triton.jit
-def _additive_grad(dx, dw_part, ds, q, k, w, o_q, o_t, m_q, m_t, o_r, m_r, F, s_qt, s_qf, s_kt, s_kf, s_w,
-                   AXIS: tl.constexpr, CDT: tl.constexpr, BLOCK_F: tl.constexpr):
-    """Through the tanh tile, summed over AXIS of [BQ, BT]: dx[o_r] += sum ds w (1 - tanh^2)
-    (AXIS 1: dx = dq, rows o_q; AXIS 0: dx = dk, rows o_t) and, unless None, dw_part[o_r] +=
-    sum ds tanh. ``dx`` and ``dw_part`` are row-major with F columns."""
-    for f0 in range(0, F, BLOCK_F):
-        o_f, m_f, b_w, b_t = _tanh_tile(q, k, w, o_q, o_t, m_q, m_t, f0, F, s_qt, s_qf, s_kt, s_kf, s_w, BLOCK_F, CDT)
-        g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=AXIS) * b_w[None, :]  # [BQ or BT, BF]
-        accumulate(dx + o_r[:, None] * F + o_f[None, :], g, m_r[:, None] & m_f[None, :])
-        if dw_part is not None:
-            accumulate(dw_part + o_r[:, None] * F + o_f[None, :], tl.sum(ds[:, :, None] * b_t, axis=AXIS),
-                       m_r[:, None] & m_f[None, :])
-
-
-@triton.jit
-def _dot_grad(dx, ds, q, k, o_q, o_t, m_q, m_t, o_r, m_r, F, s_qt, s_qf, s_kt, s_kf,
-              AXIS: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr,
-              PRECISION: tl.constexpr, BLOCK_F: tl.constexpr):
-    """dq[o_r] += ds @ k (AXIS 1, ds [BQ, BT]) or dk[o_r] += ds @ q (AXIS 0, ds [BT, BQ]), with
-    ds scaled and oriented by _dscores."""
-    if AXIS == 1:
-        accumulate_product(dx, o_r, m_r, ds, k, o_t, m_t, s_kt, s_kf, F, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_F)
-    else:
-        accumulate_product(dx, o_r, m_r, ds, q, o_q, m_q, s_qt, s_qf, F, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_F)
-
-
-@triton.jit
-def _dscores(p, dp, b_delta, scale, AXIS: tl.constexpr, SCORE: tl.constexpr):
-    """ds = p (dp - delta_i) [BQ, BT], as _score_grad takes it: the dot score's carries the scale
-    and, for dk (AXIS 0), is transposed to [BT, BQ]. The key-block kernel forms it before its
-    dvalues update: a transpose after that update costs the dot kernel registers (sm_90)."""
+def _dscores(p, dp, b_delta, scale, SCORE: tl.constexpr):
+    """ds = d loss / d s = p (dp - delta_i) [BQ, BT]; the dot score's carries its scale."""
     ds = p * (dp - b_delta[:, None])
     if SCORE == "dot":
         ds = ds * scale
-        if AXIS == 0:
-            ds = tl.trans(ds)
     return ds
 
 
 @triton.jit
-def _score_grad(dx, dw_part, ds, q, k, w, o_q, o_t, m_q, m_t, o_r, m_r, F, s_qt, s_qf, s_kt, s_kf, s_w,
+def _score_grad(ds, q, k, w, o_q, o_t, m_q, m_t, o_c, m_c, s_qt, s_qf, s_kt, s_kf, s_w,
                 AXIS: tl.constexpr, SCORE: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr,
-                DOT_DT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_F: tl.constexpr):
-    """What ds (from _dscores) adds to the rows o_r of a feature gradient (AXIS 1: dq, AXIS 0:
-    dk) and, additive only, to dw_part."""
+                DOT_DT: tl.constexpr, PRECISION: tl.constexpr):
+    """What ds [BQ, BT] adds to the feature columns o_c of a score input's gradient, summed
+    over AXIS: AXIS 1 gives dq rows o_q [BQ, BF], AXIS 0 dk rows o_t [BT, BF]. Also, for the
+    additive score, the share of the score vector's gradient (sum ds tanh, same shape; zeros
+    for dot). Additive: through the tanh tile at those columns; dot: ds @ k or ds^T @ q."""
     if SCORE == "additive":
-        _additive_grad(dx, dw_part, ds, q, k, w, o_q, o_t, m_q, m_t, o_r, m_r, F, s_qt, s_qf, s_kt, s_kf, s_w,
-                       AXIS, CDT, BLOCK_F)
+        b_q = tl.load(q + o_q[:, None] * s_qt + o_c[None, :] * s_qf, mask=m_q[:, None] & m_c[None, :], other=0.0)
+        b_k = tl.load(k + o_t[:, None] * s_kt + o_c[None, :] * s_kf, mask=m_t[:, None] & m_c[None, :], other=0.0)
+        b_w = tl.load(w + o_c * s_w, mask=m_c, other=0.0).to(CDT)
+        b_t = tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BF]
+        g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=AXIS) * b_w[None, :]
+        return g, tl.sum(ds[:, :, None] * b_t, axis=AXIS)
     else:
-        _dot_grad(dx, ds, q, k, o_q, o_t, m_q, m_t, o_r, m_r, F, s_qt, s_qf, s_kt, s_kf,
-                  AXIS, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_F)
+        if AXIS == 1:
+            b_k = tl.load(k + o_t[:, None] * s_kt + o_c[None, :] * s_kf, mask=m_t[:, None] & m_c[None, :], other=0.0)
+            g = mm(ds, b_k, USE_DOT, CDT, DOT_DT, PRECISION)
+        else:
+            b_q = tl.load(q + o_q[:, None] * s_qt + o_c[None, :] * s_qf, mask=m_q[:, None] & m_c[None, :], other=0.0)
+            g = mm(tl.trans(ds), b_q, USE_DOT, CDT, DOT_DT, PRECISION)
+        return g, g * 0.0
 
 
 # ------------------------------------------------------------------------------ the kernels
@@ -285,40 +257,49 @@ def _score_grad(dx, dw_part, ds, q, k, w, o_q, o_t, m_q, m_t, o_r, m_r, F, s_qt,
 
 @triton.autotune(configs=every_config(), key=_KEY, prune_configs_by={"early_config_prune": prune})
 @triton.heuristics(_HEURISTICS)
-@triton.jit(do_not_specialize=_BUCKET)
+@triton.jit(do_not_specialize=_RUNTIME)
 def attention_fwd(
-    q, k, w, val, lengths, mask, out, lse, scores,  # pointers; lse [N, Tq], scores [N, Tq, T] contiguous
-    Tq, T, F, D, scale, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
-    s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_on, s_ot, s_od,
+    q, k, w, val, lengths, mask, out, lse, scores,  # pointers; lse [B, Tq], scores [B, Tq, T] contiguous
+    Tq, T, F, D, scale, HEADS, p_drop, seed, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
+    s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_wh, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_on, s_ot, s_od,
     SCORE: tl.constexpr, NEED_WEIGHTS: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, USE_DOT: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DROPOUT: tl.constexpr, USE_DOT: tl.constexpr,
 ):
-    """Grid (N, cdiv(Tq, BQ), cdiv(D, BD)). Online softmax over key blocks; programs on other
-    value-column blocks recompute the same scores, only column block 0 writes lse/scores."""
+    """Grid (B, cdiv(Tq, BQ), cdiv(D, BD)), B = N * HEADS. Online softmax over key blocks;
+    programs on other value-column blocks recompute the same scores, only column block 0
+    writes lse/scores. With dropout the stored scores are -inf where a weight is dropped (the
+    launcher's exp(s - lse) / (1 - p_drop) then gives the weights after dropout)."""
     i_n = tl.program_id(0).to(tl.int64)
     i_q, i_d = tl.program_id(1), tl.program_id(2)
     q, k, val, out, lse = q + i_n * s_qn, k + i_n * s_kn, val + i_n * s_vn, out + i_n * s_on, lse + i_n * Tq
+    if w is not None:
+        w = w + (i_n % HEADS) * s_wh
     o_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q).to(tl.int64)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     m_q, m_d = o_q < Tq, o_d < D
     tq_w = tl.where(i_d == 0, Tq, 0)  # rows whose lse/scores this program writes: value block 0 only
-    n_valid, hi = _key_range(lengths, i_n, T, HAS_LENGTHS, not NEED_WEIGHTS)  # weights: all T (-inf past the length)
+    i_b = i_n // HEADS  # the batch row: its lengths and mask
+    n_valid, hi = _key_range(lengths, i_b, T, HAS_LENGTHS, not NEED_WEIGHTS)  # weights: all T (-inf past the length)
     m_i = tl.full([BLOCK_Q], float("-inf"), CDT)
     l_i = tl.zeros([BLOCK_Q], CDT)
     acc = tl.zeros([BLOCK_Q, BLOCK_D], CDT)
     for t0 in range(0, hi, BLOCK_T):
-        o_t, m_t, s = _key_block(q, k, w, mask, o_q, m_q, t0, T, n_valid, F, scale, i_n * s_mn, s_mt,
+        o_t, m_t, s = _key_block(q, k, w, mask, o_q, m_q, t0, T, n_valid, F, scale, i_b * s_mn, s_mt,
                                  s_qt, s_qf, s_kt, s_kf, s_w, SCORE, HAS_LENGTHS, HAS_MASK,
                                  USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_F)  # [BQ, BT]
-        if NEED_WEIGHTS:
-            m_s = (o_q < tq_w)[:, None] & (o_t < T)[None, :]
-            tl.store(scores + i_n * Tq * T + o_q[:, None] * T + o_t[None, :], s, mask=m_s)
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no (-inf) - (-inf) in a masked row
         alpha = tl.exp(m_i - m_safe)
         p = tl.exp(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
+        if HAS_DROPOUT:
+            keep = dropout_keep(seed, i_n, o_q, o_t, Tq, T, p_drop)
+            p = tl.where(keep, p / (1.0 - p_drop), 0.0)
+            s = tl.where(keep, s, float("-inf"))
+        if NEED_WEIGHTS:
+            m_s = (o_q < tq_w)[:, None] & (o_t < T)[None, :]
+            tl.store(scores + i_n * Tq * T + o_q[:, None] * T + o_t[None, :], s, mask=m_s)
         b_v = tl.load(val + o_t[:, None] * s_vt + o_d[None, :] * s_vd, mask=m_t[:, None] & m_d[None, :], other=0.0)
         acc = acc * alpha[:, None] + mm(p, b_v, USE_DOT, CDT, DOT_DT, PRECISION)
         m_i = m_new
@@ -331,76 +312,90 @@ def attention_fwd(
 
 @triton.autotune(configs=every_config(), key=_KEY, prune_configs_by={"early_config_prune": prune})
 @triton.heuristics(_BWD_HEURISTICS)
-@triton.jit(do_not_specialize=_BUCKET)
+@triton.jit(do_not_specialize=_RUNTIME)
 def attention_bwd_dq(
-    q, k, w, val, lengths, mask, do, lse, delta, dprob, dq,  # delta [N, Tq] and dq [N, Tq, F] written, CDT
-    Tq, T, F, D, scale, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
-    s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
+    q, k, w, val, lengths, mask, do, lse, delta, dprob, dq,  # delta [B, Tq] and dq [B, Tq, F] written, CDT
+    Tq, T, F, D, scale, HEADS, p_drop, seed, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
+    s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_wh, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
     SCORE: tl.constexpr, NEED_DQ: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, USE_DOT: tl.constexpr, HAS_DPROB: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DROPOUT: tl.constexpr, USE_DOT: tl.constexpr,
+    HAS_DPROB: tl.constexpr,
 ):
-    """Grid (N, cdiv(Tq, BQ)): delta_i = sum_j p_ij dp_ij (always; the key-block kernel, run
-    after this one, reads it) and, when NEED_DQ, dq_i = sum_j ds_ij (d s_ij / d q_i)."""
+    """Grid (B, cdiv(Tq, BQ), cdiv(F, BF) with NEED_DQ, else 1): delta_i = sum_j p_ij dp_ij
+    (always; the key-block kernel, run after this one, reads it) and, when NEED_DQ, the
+    columns [i_c BF, (i_c + 1) BF) of dq_i = sum_j ds_ij (d s_ij / d q_i), accumulated in
+    registers. Programs on other column blocks recompute the same delta; block 0 writes it."""
     i_n = tl.program_id(0).to(tl.int64)
-    i_q = tl.program_id(1)
+    i_q, i_c = tl.program_id(1), tl.program_id(2)
     q, k, val, do = q + i_n * s_qn, k + i_n * s_kn, val + i_n * s_vn, do + i_n * s_dn
     lse, delta, dq = lse + i_n * Tq, delta + i_n * Tq, dq + i_n * Tq * F
+    if w is not None:
+        w = w + (i_n % HEADS) * s_wh
     o_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q).to(tl.int64)
-    m_q = o_q < Tq
+    o_c = i_c * BLOCK_F + tl.arange(0, BLOCK_F).to(tl.int64)
+    m_q, m_c = o_q < Tq, o_c < F
     b_lse = tl.load(lse + o_q, mask=m_q, other=float("inf"))
-    n_valid, hi = _key_range(lengths, i_n, T, HAS_LENGTHS, True)
+    i_b = i_n // HEADS
+    n_valid, hi = _key_range(lengths, i_b, T, HAS_LENGTHS, True)
     # delta from the very p and dp that every ds uses, not dO . O from the forward: their rounding
     # differs, and ds = p (dp - delta) amplifies the difference wherever one key dominates a row.
     b_delta = tl.zeros([BLOCK_Q], CDT)
     for t0 in range(0, hi, BLOCK_T):
-        o_t, m_t, p, dp = _key_probs(q, k, w, val, mask, do, dprob, o_q, m_q, b_lse, t0, T, n_valid, F, D, scale,
-                                     i_n * s_mn, i_n * Tq * T, s_mt, s_qt, s_qf, s_kt, s_kf, s_w, s_vt, s_vd, s_dq, s_dd,
-                                     SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION,
-                                     BLOCK_Q, BLOCK_T, BLOCK_F, BLOCK_D)
+        o_t, m_t, p, p_v, dp = _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_lse, t0, Tq, T, n_valid, F, D,
+                                          scale, p_drop, seed, i_b * s_mn, i_n * Tq * T, s_mt, s_qt, s_qf, s_kt, s_kf,
+                                          s_w, s_vt, s_vd, s_dq, s_dd, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB,
+                                          HAS_DROPOUT, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_F, BLOCK_D)
         b_delta += tl.sum(p * dp, axis=1)
-    tl.store(delta + o_q, b_delta, mask=m_q)
+    tl.store(delta + o_q, b_delta, mask=o_q < tl.where(i_c == 0, Tq, 0))
     if NEED_DQ:
-        zero_rows(dq, None, o_q, m_q, F, CDT, BLOCK_Q, BLOCK_F)
-        tl.debug_barrier()
+        acc = tl.zeros([BLOCK_Q, BLOCK_F], CDT)
         for t0 in range(0, hi, BLOCK_T):  # the same blocks again: ds needs the complete delta_i
-            o_t, m_t, p, dp = _key_probs(q, k, w, val, mask, do, dprob, o_q, m_q, b_lse, t0, T, n_valid, F, D, scale,
-                                         i_n * s_mn, i_n * Tq * T, s_mt, s_qt, s_qf, s_kt, s_kf, s_w, s_vt, s_vd, s_dq,
-                                         s_dd, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION,
-                                         BLOCK_Q, BLOCK_T, BLOCK_F, BLOCK_D)
-            ds = _dscores(p, dp, b_delta, scale, 1, SCORE)
-            _score_grad(dq, None, ds, q, k, w, o_q, o_t, m_q, m_t, o_q, m_q, F, s_qt, s_qf, s_kt, s_kf, s_w,
-                        1, SCORE, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_F)
+            o_t, m_t, p, p_v, dp = _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_lse, t0, Tq, T, n_valid, F,
+                                              D, scale, p_drop, seed, i_b * s_mn, i_n * Tq * T, s_mt, s_qt, s_qf, s_kt,
+                                              s_kf, s_w, s_vt, s_vd, s_dq, s_dd, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB,
+                                              HAS_DROPOUT, USE_DOT, CDT, DOT_DT, PRECISION,
+                                              BLOCK_Q, BLOCK_T, BLOCK_F, BLOCK_D)
+            ds = _dscores(p, dp, b_delta, scale, SCORE)
+            g, _ = _score_grad(ds, q, k, w, o_q, o_t, m_q, m_t, o_c, m_c, s_qt, s_qf, s_kt, s_kf, s_w,
+                               1, SCORE, USE_DOT, CDT, DOT_DT, PRECISION)
+            acc += g
+        tl.store(dq + o_q[:, None] * F + o_c[None, :], acc, mask=m_q[:, None] & m_c[None, :])
 
 
 @triton.autotune(configs=every_config(), key=_KEY, prune_configs_by={"early_config_prune": prune})
 @triton.heuristics(_BWD_HEURISTICS)
-@triton.jit(do_not_specialize=_BUCKET)
+@triton.jit(do_not_specialize=_RUNTIME)
 def attention_bwd_dkv(
     q, k, w, val, lengths, mask, do, lse, delta, dprob, dk, dval, dw_part,  # outputs contiguous, CDT
-    Tq, T, F, D, scale, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
-    s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
+    Tq, T, F, D, scale, HEADS, p_drop, seed, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
+    s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_wh, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
     SCORE: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, USE_DOT: tl.constexpr, HAS_DPROB: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DROPOUT: tl.constexpr, USE_DOT: tl.constexpr,
+    HAS_DPROB: tl.constexpr,
 ):
-    """Grid (N, cdiv(T, BT)): dk [N, T, F], dval [N, T, D] (dval_j = sum_i p_ij dO_i) and,
-    additive only, each key's share of the score vector's gradient, dw_part [N, T, F] (None
-    for dot; summed over N and T by the caller; one row per key, whatever the block size, so
-    every row is written exactly once by its owner)."""
+    """Grid (B, cdiv(T, BT), max(cdiv(F, BF), cdiv(D, BD))): for its key block, program i_c
+    accumulates in registers the columns block i_c of dk [B, T, F], of dval [B, T, D]
+    (dval_j = sum_i p_v,ij dO_i) and, additive only, of each key's share of the score vector's
+    gradient, dw_part [B, T, F] (summed over the batch and the keys by the caller); a block
+    past F or D has no columns there. Every output element is written once, by its owner."""
     i_n = tl.program_id(0).to(tl.int64)
-    i_t = tl.program_id(1)
+    i_t, i_c = tl.program_id(1), tl.program_id(2)
     q, k, val, do = q + i_n * s_qn, k + i_n * s_kn, val + i_n * s_vn, do + i_n * s_dn
     lse, delta, dk, dval = lse + i_n * Tq, delta + i_n * Tq, dk + i_n * T * F, dval + i_n * T * D
+    if w is not None:
+        w = w + (i_n % HEADS) * s_wh
     o_t = i_t * BLOCK_T + tl.arange(0, BLOCK_T).to(tl.int64)
-    n_valid, _ = _key_range(lengths, i_n, T, HAS_LENGTHS, False)
-    m_t = key_valid(o_t, T, n_valid, mask, i_n * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
-    m_tt = o_t < T
-    if dw_part is not None:
-        dw_part = dw_part + i_n * T * F
-    zero_rows(dk, dw_part, o_t, m_tt, F, CDT, BLOCK_T, BLOCK_F)
-    zero_rows(dval, None, o_t, m_tt, D, CDT, BLOCK_T, BLOCK_D)
-    tl.debug_barrier()
+    o_c = i_c * BLOCK_F + tl.arange(0, BLOCK_F).to(tl.int64)
+    o_e = i_c * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
+    m_c, m_e, m_tt = o_c < F, o_e < D, o_t < T
+    i_b = i_n // HEADS
+    n_valid, _ = _key_range(lengths, i_b, T, HAS_LENGTHS, False)
+    m_t = key_valid(o_t, T, n_valid, mask, i_b * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
+    acc_k = tl.zeros([BLOCK_T, BLOCK_F], CDT)
+    acc_w = tl.zeros([BLOCK_T, BLOCK_F], CDT)
+    acc_v = tl.zeros([BLOCK_T, BLOCK_D], CDT)
     hi = tl.where(tl.max(m_t.to(tl.int32), axis=0) > 0, Tq, 0)  # a fully masked key block has no gradient
     for q0 in range(0, hi, BLOCK_Q):
         o_q = q0 + tl.arange(0, BLOCK_Q).to(tl.int64)
@@ -409,9 +404,17 @@ def attention_bwd_dkv(
         b_delta = tl.load(delta + o_q, mask=m_q, other=0.0)
         s = _scores(q, k, w, o_q, o_t, m_q, m_t, F, scale, s_qt, s_qf, s_kt, s_kf, s_w,
                     SCORE, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_F)
-        p, dp = dprobs(s, b_lse, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, D, T, s_dq, s_dd, s_vt, s_vd,
-                       HAS_DPROB, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
-        ds = _dscores(p, dp, b_delta, scale, 0, SCORE)  # before the dvalues update (see _dscores)
-        accumulate_product(dval, o_t, m_tt, tl.trans(p), do, o_q, m_q, s_dq, s_dd, D, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_D)
-        _score_grad(dk, dw_part, ds, q, k, w, o_q, o_t, m_q, m_t, o_t, m_tt, F, s_qt, s_qf, s_kt, s_kf, s_w,
-                    0, SCORE, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_F)
+        p, p_v, dp = dprobs(s, b_lse, i_n, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, Tq, D, T, p_drop, seed,
+                            s_dq, s_dd, s_vt, s_vd, HAS_DPROB, HAS_DROPOUT, USE_DOT, CDT, DOT_DT, PRECISION,
+                            BLOCK_Q, BLOCK_T, BLOCK_D)
+        b_do = tl.load(do + o_q[:, None] * s_dq + o_e[None, :] * s_dd, mask=m_q[:, None] & m_e[None, :], other=0.0)
+        acc_v += mm(tl.trans(p_v), b_do, USE_DOT, CDT, DOT_DT, PRECISION)
+        g, g_w = _score_grad(_dscores(p, dp, b_delta, scale, SCORE), q, k, w, o_q, o_t, m_q, m_t, o_c, m_c,
+                             s_qt, s_qf, s_kt, s_kf, s_w, 0, SCORE, USE_DOT, CDT, DOT_DT, PRECISION)
+        acc_k += g
+        acc_w += g_w
+    m_k = m_tt[:, None] & m_c[None, :]
+    tl.store(dk + o_t[:, None] * F + o_c[None, :], acc_k, mask=m_k)
+    if dw_part is not None:
+        tl.store(dw_part + i_n * T * F + o_t[:, None] * F + o_c[None, :], acc_w, mask=m_k)
+    tl.store(dval + o_t[:, None] * D + o_e[None, :], acc_v, mask=m_tt[:, None] & m_e[None, :])

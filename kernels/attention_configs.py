@@ -58,11 +58,12 @@ def _additive_candidates(key, dot_b, cdt_b):
     tiles too big for 4 (past that the backward kernels spill on sm_90). Per warp count, the
     largest tiles that fit, the widest BLOCK_F first (fewer passes over F), two each. BLOCK_Q
     is the bucket up to 16: below 16 the products run as broadcast sums (no tl.dot), which
-    makes [BQ, BT, BD] a register tile as well (allowed twice the budget).
+    makes [BQ, BT, BD] a register tile as well (allowed twice the budget). BLOCK_D is at most
+    64: the key-block backward holds [BT, BD] and two [BT, BF] accumulators.
     Every bucket gets one: [BQ, 16, 8] fits 4 warps below BQ = 16 and 8 warps at 16."""
     tq, t, f, d = key
     budget = {w: TILE_BYTES_PER_THREAD * 32 * w // cdt_b for w in (4, 8)}  # tile elements
-    bq, bd = min(tq, 16), clamp(d, 16, 64 if cdt_b == 8 else 128)
+    bq, bd = min(tq, 16), clamp(d, 16, 64)
     if bq < 16:
         bd = min(bd, 2 * budget[4] // (16 * bq))  # so that BLOCK_T = 16 fits 4 warps
     out = []
@@ -78,21 +79,21 @@ def _additive_candidates(key, dot_b, cdt_b):
 
 
 def _dot_candidates(key, dot_b, cdt_b):
-    """Best first: the bucket's query and key blocks (up to 64; 16 query rows for 4- and 8-byte
-    operands, which spill past that on sm_90), then a half key block with one stage less, a
-    half query block (more programs for small batches), and the first with the other warp
-    count. One feature block and one value block up to 128 (64 for fp64) bound the registers;
-    8 warps once a [BQ, max(BT, BD)] operand tile passes 4 KB (32 bytes a thread)."""
+    """Best first: the bucket's query and key blocks (up to 64; 16 query rows and 32 keys for
+    4- and 8-byte operands, which spill past that on sm_90), then a half key block with one
+    stage less, and a half query block (more programs for small batches). One feature block
+    (up to 128; 64 for 4- and 8-byte operands) and one value block (up to 128, 64 for fp64)
+    bound the register accumulators of the backward; 8 warps once a [BQ, max(BT, BD, BF)]
+    operand tile reaches 4 KB (32 bytes a thread)."""
     tq, t, f, d = key
     wide = 64 if cdt_b == 8 else 128
-    bf, bd = clamp(f, 16, wide), clamp(d, 16, wide)
-    bq, bt = clamp(tq, 16, 64 if dot_b == 2 else 16), clamp(t, 16, 64)
-    warps = lambda q, t_: 4 if dot_b * q * max(t_, bd) <= 4096 else 8  # noqa: E731
+    bf, bd = clamp(f, 16, 64 if dot_b >= 4 else wide), clamp(d, 16, wide)
+    bq, bt = clamp(tq, 16, 64 if dot_b == 2 else 16), clamp(t, 16, 64 if dot_b == 2 else 32)
+    warps = lambda q, t_: 4 if dot_b * q * max(t_, bd, bf) < 4096 else 8  # noqa: E731
     blocks = [
         (bq, bt, warps(bq, bt), 3),
         (bq, max(bt // 2, 16), warps(bq, max(bt // 2, 16)), 2),
         (max(bq // 2, 16), bt, warps(max(bq // 2, 16), bt), 3),
-        (bq, bt, 12 - warps(bq, bt), 3),
     ]
     return [_config(q, t_, bf, bd, w, st) for q, t_, w, st in dict.fromkeys(blocks)]  # distinct, in order
 

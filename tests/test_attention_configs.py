@@ -198,11 +198,20 @@ def test_launchers_pass_the_score_and_bucket(monkeypatch):
     assert triton.next_power_of_2(T) == key[1] == 64
 
 
-def test_one_config_list_per_score_unchanged():
-    """The score's lists are those the two kernel families had before they became one: spot
-    checks of the first configuration per dtype at a pooling and an attention shape."""
-    first = lambda score, *shape, dtype: describe(C.attention_configs(score, *shape, dtype=dtype, arch=90))[0]  # noqa: E731
-    assert first("additive", 1, 128, 64, 128, dtype=torch.bfloat16) == (
-        [("BLOCK_D", 128), ("BLOCK_F", 32), ("BLOCK_Q", 1), ("BLOCK_T", 32)], 4, 2)
-    assert first("dot", 64, 512, 64, 256, dtype=torch.bfloat16)[1:] == (8, 3)
-    assert first("dot", 64, 512, 64, 256, dtype=torch.float32)[0][2] == ("BLOCK_Q", 16)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_register_accumulators_stay_within_the_spill_free_blocks(dtype):
+    """The backward holds its gradients in registers ([BT, BF] and [BT, BD] per key block,
+    [BQ, BF] per query block), so the lists keep to the blocks that compiled without spills on
+    sm_90 (bench.compile): additive value blocks of at most 64 columns; 4- and 8-byte dot
+    operands with key blocks of at most 32 and feature blocks of at most 64; 4 warps only while
+    one [BQ, max(BT, BD, BF)] operand tile stays under 4 KB."""
+    dot_b, _ = C.element_bytes(dtype)
+    for shape in SHAPES:
+        for c in C.attention_configs("additive", *shape, dtype=dtype, arch=90):
+            assert c.kwargs["BLOCK_D"] <= 64, (shape, c)
+        for c in C.attention_configs("dot", *shape, dtype=dtype, arch=90):
+            bq, bt, bf, bd = blocks(c, NAMES)
+            if dot_b >= 4:
+                assert bt <= 32 and bf <= 64, (shape, c)
+            if c.num_warps == 4:
+                assert dot_b * bq * max(bt, bd, bf) < 4096, (shape, c)

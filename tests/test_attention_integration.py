@@ -12,7 +12,7 @@ from fastgru.testing import check_close
 N, TQ, T, F, D = 2, 3, 5, 4, 6
 
 
-def _inputs(score, device, masked, need_weights):
+def _inputs(score, device, masked, need_weights, dropout_p=0.0):
     q = torch.randn(N, TQ, F, device=device, requires_grad=True)
     k = torch.randn(N, T, F, device=device, requires_grad=True)
     w = torch.randn(F, device=device, requires_grad=True) if score == "additive" else None
@@ -21,22 +21,23 @@ def _inputs(score, device, masked, need_weights):
     mask = torch.zeros(N, T, dtype=torch.bool, device=device) if masked else None
     if masked:
         mask[0, 1] = True
-    return q, k, w, v, lengths, mask, 0.5 if score == "dot" else 1.0, score, need_weights
+    return q, k, w, v, lengths, mask, 0.5 if score == "dot" else 1.0, score, need_weights, 1, dropout_p, 7
 
 
-@pytest.mark.parametrize("need_weights", [False, True], ids=["context", "weights"])
+@pytest.mark.parametrize("need_weights, dropout_p", [(False, 0.0), (True, 0.0), (True, 0.25)],
+                         ids=["context", "weights", "weights-dropout"])
 @pytest.mark.parametrize("masked", [False, True], ids=["open", "masked"])
 @pytest.mark.parametrize("score", ["additive", "dot"])
-def test_opcheck_attention(score, masked, need_weights, device):
-    args = _inputs(score, device, masked, need_weights)
+def test_opcheck_attention(score, masked, need_weights, dropout_p, device):
+    args = _inputs(score, device, masked, need_weights, dropout_p)
     torch.library.opcheck(attn_ops.attention_fwd, args)
-    q, k, w, v, lengths, mask, scale, _, _ = args
+    q, k, w, v, lengths, mask, scale, _, _, heads, _, seed = args
     with torch.no_grad():
         out, lse, probs = attn_ops.attention_fwd(*args)
     d_out = torch.randn_like(out)
     d_probs = torch.randn_like(probs) if need_weights else None
     bwd_args = (q.detach(), k.detach(), None if w is None else w.detach(), v.detach(), lengths, mask, lse, d_out,
-                d_probs, scale, score, True)
+                d_probs, scale, score, True, heads, dropout_p, seed)
     torch.library.opcheck(attn_ops.attention_bwd, bwd_args)
 
 

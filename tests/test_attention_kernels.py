@@ -222,3 +222,57 @@ def test_gpu_fused_additive_memory_far_below_naive():
     four_d = N * Tq * T * dims[2] * 4  # one (N, Tq, T, A) fp32 tensor: 1 GiB here
     assert fused_peak < four_d / 16, (fused_peak, four_d)
     assert fused_peak * 10 < naive_peak, (fused_peak, naive_peak)
+
+
+# ------------------------------------------------------------------------------ heads and dropout (the op)
+
+
+def _op_case(score, p_drop, gen, N=2, H=3, Tq=5, T=7, F=6, D=4):
+    """attention_op on B = N * H rows (per-head additive score vectors, per-batch lengths) in
+    float64, and its plain twin given the keep mask the kernels drew (read off the returned
+    weights: a kept weight is nonzero)."""
+    from fastgru.ops.attention import attention_op
+
+    B = N * H
+    r = lambda *s: torch.randn(*s, dtype=torch.float64, generator=gen).requires_grad_()  # noqa: E731
+    q, k, v = r(B, Tq, F), r(B, T, F), r(B, T, D)
+    w = r(H, F) if score == "additive" else None
+    lengths = torch.tensor([T, T - 3])
+    out, weights = attention_op(score, q, k, w, v, lengths, None, 0.5, True, dropout_p=p_drop, heads=H)
+    if score == "additive":
+        s = torch.einsum("hf,nhqtf->nhqt", w, torch.tanh(q.view(N, H, Tq, 1, F) + k.view(N, H, 1, T, F)))
+        s = s.reshape(B, Tq, T)
+    else:
+        s = 0.5 * q @ k.transpose(1, 2)
+    ignore = (torch.arange(T)[None] >= lengths[:, None]).repeat_interleave(H, 0)[:, None]
+    keep = (weights != 0).double()
+    ref_w = torch.softmax(s.masked_fill(ignore, float("-inf")), -1) * keep / (1 - p_drop)
+    leaves = [x for x in (q, k, w, v) if x is not None]
+    return (out, weights), (ref_w @ v, ref_w), leaves, keep[~ignore.expand_as(keep)]
+
+
+@pytest.mark.parametrize("score", ["additive", "dot"])
+@pytest.mark.parametrize("p_drop", [0.0, 0.3])
+def test_heads_and_dropout_match_the_formula_with_the_kernels_mask(score, p_drop):
+    gen = torch.Generator().manual_seed(5)
+    (out, w), (ref_out, ref_w), leaves, kept = _op_case(score, p_drop, gen)
+    check_close(out, ref_out, torch.float64, name="context")
+    check_close(w, ref_w, torch.float64, name="weights")
+    g_out, g_w = torch.randn(out.shape, dtype=torch.float64, generator=gen), torch.randn(w.shape, dtype=torch.float64, generator=gen)
+    grads = torch.autograd.grad((out * g_out).sum() + (w * g_w).sum(), leaves)
+    ref_grads = torch.autograd.grad((ref_out * g_out).sum() + (ref_w * g_w).sum(), leaves)
+    for name, a, b in zip("qkwv" if score == "additive" else "qkv", grads, ref_grads):
+        check_close(a, b, torch.float64, name=f"d{name}")
+    if p_drop:  # 165 valid weights: the kept share is within 4 sigma of 1 - p
+        assert abs(kept.mean().item() - (1 - p_drop)) < 4 * (p_drop * (1 - p_drop) / kept.numel()) ** 0.5
+    else:
+        assert torch.all(kept == 1)
+
+
+@pytest.mark.parametrize("score", ["additive", "dot"])
+def test_dropout_mask_follows_torch_manual_seed(score):
+    outs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        outs.append(_op_case(score, 0.3, torch.Generator().manual_seed(5))[0][0])
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])

@@ -118,23 +118,28 @@ def gru_cell(target, dtype_label, B, H):
         _guarded(target, "gru_cell_backward", AC.gru_cell_backward, z(B, H), x, h, w_ih, w_hh, res[1])
 
 
-def attention(target, dtype_label, score, N, Tq, T, F, D):
-    """Forward with weights, then the backward with the weights' gradient and dq (need_dq)."""
+def attention(target, dtype_label, score, N, Tq, T, F, D, dropout_p=0.0):
+    """Forward with weights, then the backward with the weights' gradient and dq (need_dq);
+    with ``dropout_p`` > 0 the kernels' dropout variant (HAS_DROPOUT), two heads."""
     dt = DTYPES[dtype_label][0]
     z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
-    q, k, v = z(N, Tq, F), z(N, T, F), z(N, T, D)
-    w = z(F) if score == "additive" else None
+    heads = 2 if dropout_p else 1
+    q, k, v = z(N * heads, Tq, F), z(N * heads, T, F), z(N * heads, T, D)
+    w = z(heads, F) if score == "additive" else None
     lengths = torch.full((N,), T, dtype=torch.int64)
-    shape = dict(N=N, Tq=Tq, T=T, **({"A": F} if score == "additive" else {"K": F}), D=D)
+    shape = dict(N=N, Tq=Tq, T=T, **({"A": F} if score == "additive" else {"K": F}), D=D,
+                 **({"heads": heads, "dropout": dropout_p} if dropout_p else {}))
     label = dict(strategy="attention", dtype=dtype_label, shape=shape, pick="dispatcher")
+    extra = (heads, dropout_p, 12345)
     with target.case(**label, **{"pass": "forward"}):
-        res = _guarded(target, "attention_forward", AA.attention_forward, score, q, k, w, v, lengths, None, 0.125, True)
+        res = _guarded(target, "attention_forward", AA.attention_forward, score, q, k, w, v, lengths, None, 0.125, True,
+                       *extra)
     if res is None:
         return
     out, lse, probs = res
     with target.case(**label, **{"pass": "backward"}):
         _guarded(target, "attention_backward", AA.attention_backward,
-                 score, q, k, w, v, lengths, None, 0.125, lse, z(N, Tq, D), probs.to(dt), True)
+                 score, q, k, w, v, lengths, None, 0.125, lse, z(N * heads, Tq, D), probs.to(dt), True, *extra)
 
 
 def _fmt(shape: dict) -> str:
@@ -159,3 +164,4 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
             for score in AA.SCORES if "attention" in families else ():
                 for N, Tq, T, F, D in grid.attention:
                     attention(target, label, score, N, Tq, T, F, D)
+                attention(target, label, score, *grid.attention[-1], dropout_p=0.1)  # the dropout variant, once

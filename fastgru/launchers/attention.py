@@ -52,10 +52,11 @@ def _types(values: torch.Tensor):
     return cdt, configs.compute_dtype(dtype), configs.dot_dtype(dtype, backend.INTERPRET), "tf32" if tf32 else "ieee"
 
 
-def _operands(score, q, k, w, values, lengths, mask, scale):
+def _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed):
     """What every attention kernel takes, in its order: the input pointers (``w`` None for
     dot; the key padding mask as uint8), the sizes (Tq, T, F, D), the score's scale (1 for
-    additive) and the shape's bucket (the autotune key), the inputs' strides. Also the shape."""
+    additive), the heads, the dropout probability and seed, the shape's bucket (the autotune
+    key), the inputs' strides (``w`` (F,) or (heads, F)). Also the shape."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     additive = score == "additive"
@@ -64,51 +65,62 @@ def _operands(score, q, k, w, values, lengths, mask, scale):
     shape = (Tq, T, F, D)
     mask_u8, s_mn, s_mt = (None, 0, 0) if mask is None else (mask.view(torch.uint8), mask.stride(0), mask.stride(1))
     inputs = (q, k, w if additive else None, values, lengths, mask_u8)
-    sizes = (*shape, 1.0 if additive else float(scale), *_k()[1].bucket(*shape))
-    strides = (*q.stride(), *k.stride(), w.stride(0) if additive else 0, *values.stride(), s_mn, s_mt)
+    sizes = (*shape, 1.0 if additive else float(scale), int(heads), float(dropout_p), int(seed), *_k()[1].bucket(*shape))
+    s_w = (w.stride(0) if w.dim() == 2 else 0, w.stride(-1)) if additive else (0, 0)
+    strides = (*q.stride(), *k.stride(), *s_w, *values.stride(), s_mn, s_mt)
     return inputs, sizes, strides, shape
 
 
-def attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights):
-    """q (N, Tq, F), k (N, T, F), values (N, T, D); ``w`` (F,) the additive score vector (None for
-    dot), ``scale`` the dot score's factor. Returns (out (N, Tq, D), lse (N, Tq), probabilities
-    (N, Tq, T) or None), all in the compute dtype (float32, or float64). The context is kept in
-    the compute dtype: the backward's delta = dO . O needs it."""
-    inputs, sizes, strides, shape = _operands(score, q, k, w, values, lengths, mask, scale)
-    N, (Tq, T, _, D) = q.shape[0], shape
+def attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights, heads=1, dropout_p=0.0, seed=0):
+    """q (B, Tq, F), k (B, T, F), values (B, T, D) with B = N * heads (row n * heads + h is head
+    h of batch row n); ``w`` (F,) or (heads, F) the additive score vector(s) (None for dot),
+    ``scale`` the dot score's factor; ``lengths`` (N,) and ``mask`` (N, T) per batch row.
+    ``dropout_p`` > 0 drops attention weights by a Philox mask of ``seed``. Returns (out
+    (B, Tq, D), lse (B, Tq), the weights after dropout (B, Tq, T) or None), all in the compute
+    dtype (float32, or float64)."""
+    inputs, sizes, strides, shape = _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed)
+    B, (Tq, T, _, D) = q.shape[0], shape
     cdt, CDT, DOT_DT, prec = _types(values)
-    out = new_empty((N, Tq, D), cdt, values.device)
-    lse = new_empty((N, Tq), cdt, values.device)
-    scores = new_empty((N, Tq, T), cdt, values.device) if need_weights else None
-    grid = lambda m: (N, _cdiv(Tq, m["BLOCK_Q"]), _cdiv(D, m["BLOCK_D"]))  # noqa: E731
+    out = new_empty((B, Tq, D), cdt, values.device)
+    lse = new_empty((B, Tq), cdt, values.device)
+    scores = new_empty((B, Tq, T), cdt, values.device) if need_weights else None
+    grid = lambda m: (B, _cdiv(Tq, m["BLOCK_Q"]), _cdiv(D, m["BLOCK_D"]))  # noqa: E731
     _launch(_k()[0].attention_fwd, score, shape, values.dtype, grid, *inputs, out, lse, scores, *sizes, *strides,
             *out.stride(), NEED_WEIGHTS=need_weights, CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
-    probs = torch.exp(scores - lse[..., None]) if need_weights else None  # masked: exp(-inf) = 0
+    probs = None
+    if need_weights:  # masked or dropped: exp(-inf) = 0
+        probs = torch.exp(scores - lse[..., None])
+        if dropout_p > 0:
+            probs = probs / (1.0 - dropout_p)
     return out, lse, probs
 
 
-def attention_backward(score, q, k, w, values, lengths, mask, scale, lse, d_out, d_probs, need_dq):
+def attention_backward(score, q, k, w, values, lengths, mask, scale, lse, d_out, d_probs, need_dq,
+                       heads=1, dropout_p=0.0, seed=0):
     """Gradients (dq or None, dk, dw (None for dot), dvalues) in the inputs' dtypes; ``d_probs``
-    the gradient of the returned probabilities, or None."""
-    inputs, sizes, strides, shape = _operands(score, q, k, w, values, lengths, mask, scale)
-    N, (Tq, T, F, D) = q.shape[0], shape
+    the gradient of the returned weights, or None; the rest as in attention_forward (the same
+    ``seed`` regenerates the forward's dropout mask)."""
+    inputs, sizes, strides, shape = _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed)
+    B, (Tq, T, F, D) = q.shape[0], shape
     K = _k()[0]
     cdt, CDT, DOT_DT, prec = _types(values)
     meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
     new = lambda *size: new_empty(size, cdt, values.device)  # noqa: E731
-    # delta [N, Tq] is written by the query-block kernel, which runs first, and read by the
+    # delta [B, Tq] is written by the query-block kernel, which runs first, and read by the
     # key-block kernel; the weights' gradient enters in the compute dtype.
-    delta = new(N, Tq)
+    delta = new(B, Tq)
     dprob = d_probs.to(cdt).contiguous() if d_probs is not None else None
     common, tail = (*inputs, d_out, lse, delta, dprob), (*sizes, *strides, *d_out.stride())
-    dq = new(N, Tq, F) if need_dq else None
-    grid = lambda m: (N, _cdiv(Tq, m["BLOCK_Q"]))  # noqa: E731
+    dq = new(B, Tq, F) if need_dq else None
+    grid = lambda m: (B, _cdiv(Tq, m["BLOCK_Q"]), _cdiv(F, m["BLOCK_F"]) if need_dq else 1)  # noqa: E731
     _launch(K.attention_bwd_dq, score, shape, values.dtype, grid, *common, dq if need_dq else delta, *tail,
             NEED_DQ=need_dq, **meta)
-    dk, dval = new(N, T, F), new(N, T, D)
-    dw_part = new(N, T, F) if score == "additive" else None
-    grid = lambda m: (N, _cdiv(T, m["BLOCK_T"]))  # noqa: E731
+    dk, dval = new(B, T, F), new(B, T, D)
+    dw_part = new(B, T, F) if score == "additive" else None
+    grid = lambda m: (B, _cdiv(T, m["BLOCK_T"]), max(_cdiv(F, m["BLOCK_F"]), _cdiv(D, m["BLOCK_D"])))  # noqa: E731
     _launch(K.attention_bwd_dkv, score, shape, values.dtype, grid, *common, dk, dval, dw_part, *tail, **meta)
     dq = dq.to(q.dtype) if need_dq else None
-    dw = dw_part.sum(dim=(0, 1)).to(w.dtype) if dw_part is not None else None
+    dw = None
+    if dw_part is not None:  # summed over the batch rows and keys, per head
+        dw = dw_part.view(B // heads, heads, T, F).sum(dim=(0, 2)).reshape(w.shape).to(w.dtype)
     return dq, dk.to(k.dtype), dw, dval.to(values.dtype)

@@ -29,33 +29,35 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 @op_entry(strided=_STRIDED)
 def attention_fwd(
     q: Tensor, k: Tensor, w: Optional[Tensor], values: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor],
-    scale: float, score: str, need_weights: bool,
+    scale: float, score: str, need_weights: bool, heads: int, dropout_p: float, seed: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    out, lse, probs = attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights)
+    out, lse, probs = attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights, heads, dropout_p, seed)
     probs = probs.to(values.dtype) if need_weights else values.new_empty(0)
     return out.to(values.dtype), lse, probs
 
 
 @attention_fwd.register_fake
-def _(q, k, w, values, lengths, mask, scale, score, need_weights):
-    (N, Tq), (T, D) = q.shape[:2], values.shape[1:]
-    probs = values.new_empty((N, Tq, T)) if need_weights else values.new_empty(0)
-    return values.new_empty((N, Tq, D)), q.new_empty((N, Tq), dtype=_compute_dtype(values.dtype)), probs
+def _(q, k, w, values, lengths, mask, scale, score, need_weights, heads, dropout_p, seed):
+    (B, Tq), (T, D) = q.shape[:2], values.shape[1:]
+    probs = values.new_empty((B, Tq, T)) if need_weights else values.new_empty(0)
+    return values.new_empty((B, Tq, D)), q.new_empty((B, Tq), dtype=_compute_dtype(values.dtype)), probs
 
 
 @torch.library.custom_op("fastgru::attention_bwd", mutates_args=())
 @op_entry(strided=_STRIDED)
 def attention_bwd(
     q: Tensor, k: Tensor, w: Optional[Tensor], values: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor],
-    lse: Tensor, d_out: Tensor, d_probs: Optional[Tensor], scale: float, score: str, need_dq: bool,
+    lse: Tensor, d_out: Tensor, d_probs: Optional[Tensor], scale: float, score: str, need_dq: bool, heads: int,
+    dropout_p: float, seed: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    dq, dk, dw, dval = attention_backward(score, q, k, w, values, lengths, mask, scale, lse, d_out, d_probs, need_dq)
+    dq, dk, dw, dval = attention_backward(score, q, k, w, values, lengths, mask, scale, lse, d_out, d_probs, need_dq,
+                                          heads, dropout_p, seed)
     empty = values.new_empty(0)
     return (dq if need_dq else empty), dk, (dw if dw is not None else empty), dval
 
 
 @attention_bwd.register_fake
-def _(q, k, w, values, lengths, mask, lse, d_out, d_probs, scale, score, need_dq):
+def _(q, k, w, values, lengths, mask, lse, d_out, d_probs, scale, score, need_dq, heads, dropout_p, seed):
     empty = values.new_empty(0)
     dq = q.new_empty(q.shape) if need_dq else empty
     dw = w.new_empty(w.shape) if w is not None else empty
@@ -63,9 +65,9 @@ def _(q, k, w, values, lengths, mask, lse, d_out, d_probs, scale, score, need_dq
 
 
 def _setup(ctx, inputs, output):
-    q, k, w, values, lengths, mask, scale, score, need_weights = inputs
+    q, k, w, values, lengths, mask, scale, score, need_weights, heads, dropout_p, seed = inputs
     ctx.save_for_backward(q, k, w, values, lengths, mask, output[1])
-    ctx.scale, ctx.score = scale, score
+    ctx.scale, ctx.score, ctx.heads, ctx.dropout_p, ctx.seed = scale, score, heads, dropout_p, seed
 
 
 def _backward(ctx, d_out, _d_lse, d_probs):
@@ -75,17 +77,29 @@ def _backward(ctx, d_out, _d_lse, d_probs):
     if d_probs is not None and d_probs.numel() == 0:
         d_probs = None
     need_dq = ctx.needs_input_grad[0]
-    dq, dk, dw, dval = attention_bwd(q, k, w, values, lengths, mask, lse, d_out, d_probs, ctx.scale, ctx.score, need_dq)
-    return (dq if need_dq else None), dk, (dw if w is not None else None), dval, None, None, None, None, None
+    dq, dk, dw, dval = attention_bwd(q, k, w, values, lengths, mask, lse, d_out, d_probs, ctx.scale, ctx.score, need_dq,
+                                     ctx.heads, ctx.dropout_p, ctx.seed)
+    return (dq if need_dq else None), dk, (dw if w is not None else None), dval, *([None] * 8)
 
 
 attention_fwd.register_autograd(_backward, setup_context=_setup)
 
 
-def attention_op(score, q, k, w, values, lengths, mask, scale, need_weights):
-    """Differentiable fused attention (shapes in launchers.attention.attention_forward):
-    returns (context (N, Tq, D), weights (N, Tq, T) or None) in the inputs' dtype."""
+def attention_op(score, q, k, w, values, lengths, mask, scale, need_weights, dropout_p=0.0, heads=1):
+    """Differentiable fused attention: returns (context (B, Tq, D), weights (B, Tq, T) or None)
+    in the inputs' dtype. q (B, Tq, F), k (B, T, F), values (B, T, D) with B = N * heads, row
+    n * heads + h holding head h of batch row n; ``w`` (F,) or (heads, F) for the additive
+    score, None for dot; ``lengths`` (N,) and ``mask`` (N, T) per batch row. ``dropout_p`` > 0
+    drops attention weights (a Philox mask made in the kernels from a seed drawn from torch's
+    default generator, so a given torch.manual_seed repeats it; regenerated in the backward);
+    the returned weights are those after dropout."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    out, _, probs = attention_fwd(q, k, w, values, lengths, mask, float(scale), score, need_weights)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if heads < 1 or q.shape[0] % heads:
+        raise ValueError(f"heads must be a positive divisor of the batch of heads {q.shape[0]}, got {heads}")
+    seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if dropout_p > 0 else 0
+    out, _, probs = attention_fwd(q, k, w, values, lengths, mask, float(scale), score, need_weights, int(heads),
+                                  float(dropout_p), seed)
     return out, (probs if need_weights else None)
