@@ -66,11 +66,12 @@ def plot_attention_memory(doc: dict, path) -> Path | None:
                 continue
             s = r["shape"]
             tq = "" if "Tq" not in s else ("Tq=T" if s["Tq"] == s["T"] else f"Tq={s['Tq']}")
-            lines[(r["provider"], r["mode"], r["dtype"], s["N"], tq)].append((s["T"], r["peak_mem_bytes"] / 2**20))
-        for (prov, mode, dtype, N, tq), pts in sorted(lines.items()):
+            sizes = " ".join(f"{k}={s[k]}" for k in ("D", "heads", "hops") if k in s)  # cases of one op differ here
+            lines[(r["provider"], r["mode"], r["dtype"], s["N"], tq, sizes)].append((s["T"], r["peak_mem_bytes"] / 2**20))
+        for (prov, mode, dtype, N, tq, sizes), pts in sorted(lines.items()):
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                    label=f"{prov} {mode[:5]} {dtype} N={N} {tq}")
+                    label=f"{prov} {mode[:5]} {dtype} N={N} {tq} {sizes}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("T (keys)")

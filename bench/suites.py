@@ -4,7 +4,9 @@ setup that builds a case's providers. A case and the quick GRU cases come from f
 Providers beyond the GRU ones (fastgru, nn.GRU, compiled_ref):
   nn.GRUCell    the cell suite's baseline (cell_providers.py)
   naive_ref     the reference attention in plain PyTorch (materializes the score tensors)
-  sdpa          torch.nn.functional.scaled_dot_product_attention (dot attention only)
+  sdpa          torch.nn.functional.scaled_dot_product_attention (dot attention only; around the
+                same projections for multi-head dot attention)
+  nn.MultiheadAttention   torch's module (multi-head dot attention only)
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ ATTN_N = (8, 32)
 ATTN_T = (128, 512, 2048)
 ATTN_DIM = 256  # query, key and value width
 ATTN_SIZE = 128  # attention_size of the pooling and additive scorers
+# Multi-head and multi-hop attention: one batch and length, the shapes of the issue.
+MULTI_N, MULTI_T = 32, 512
+MULTIHEAD_DOT = ((512, 8), (256, 4))  # (embed dim, heads) of the "projected" dot attention
+ADDITIVE_HEADS = 4  # splitting ATTN_SIZE and ATTN_DIM
+HOPS = (4, 8)  # multi-hop pooling (Lin et al. 2017)
+HOP_T = (512, 2048)
+MHA_PROVIDERS = ("fastgru", "naive_ref", "nn.MultiheadAttention", "sdpa")
 
 # torch.compile unrolls the reference's time loop, so compiling costs seconds to minutes per
 # shape. It runs only at T=64 and on a few (batch, hidden) points, enough to place it.
@@ -94,6 +103,25 @@ def attention_cases(quick=False, dtypes=("fp32", "bf16")):
                 Case("attention", "dot_attention", mode, d, shape, ("fastgru", "naive_ref", "sdpa"),
                      ("naive_ref", "sdpa"))
             )
+    for d, mode in itertools.product(dtypes, modes):
+        cases += _multi_cases(mode, d, quick)
+    return cases
+
+
+def _multi_cases(mode, dtype, quick=False):
+    """Multi-head dot ("projected", as nn.MultiheadAttention) and additive attention, and
+    multi-hop pooling; --quick: one small case of each (N=8, T=128, 4 heads or hops)."""
+    def case(op, shape, providers=("fastgru", "naive_ref")):
+        return Case("attention", op, mode, dtype, shape, providers, providers[1:])
+    N, T = (8, 128) if quick else (MULTI_N, MULTI_T)
+    dot = ((ATTN_DIM, 4),) if quick else MULTIHEAD_DOT
+    cases = [case("multihead_dot_attention", {"N": N, "Tq": T, "T": T, "D": E, "heads": H}, MHA_PROVIDERS)
+             for E, H in dot]
+    for Tq in ((T,) if quick else (1, T)):
+        shape = {"N": N, "Tq": Tq, "T": T, "D": ATTN_DIM, "A": ATTN_SIZE, "heads": ADDITIVE_HEADS}
+        cases.append(case("multihead_additive_attention", shape))
+    for hop_T, r in itertools.product((T,) if quick else HOP_T, HOPS[:1] if quick else HOPS):
+        cases.append(case("multihop_pooling", {"N": N, "T": hop_T, "D": ATTN_DIM, "A": ATTN_SIZE, "hops": r}))
     return cases
 
 

@@ -85,6 +85,17 @@ def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0
 # row n takes part when t < lengths[n] -- and/or ``key_padding_mask`` (N, T) bool, True =
 # ignore (nn.MultiheadAttention's convention). A fully masked row gives zero weights and a
 # zero context. Returns (context (N, Tq, D), weights (N, Tq, T)).
+#
+# Heads (``num_heads`` = H): as nn.MultiheadAttention splits its projected dims, head h scores
+# with features [h*F/H, (h+1)*F/H) of the (projected) queries and keys -- and of the additive
+# score vector v -- and attends over value columns [h*D/H, (h+1)*D/H); the context is the heads'
+# contexts concatenated, (N, Tq, D). Weights are then per head, (N, H, Tq, T).
+#
+# Dropout (``dropout_p``) acts on the weights after the masked softmax, as in
+# nn.MultiheadAttention: a dropped weight becomes 0, a kept one is scaled by 1 / (1 - p), and the
+# weights returned are those after dropout. ``keep`` (bool, the shape of the returned weights,
+# True = kept) replays a given draw instead of drawing one with torch's RNG -- e.g. the kernels'
+# own draw, read off the weights they return (a kept weight is nonzero).
 # ----------------------------------------------------------------------------------------------
 
 
@@ -100,40 +111,90 @@ def attention_ignore_mask(lengths, key_padding_mask, N, T, device):
 
 
 def masked_softmax(scores, ignore):
-    """Softmax over the last dim of scores (N, Tq, T), ignoring keys where ignore (N, T) is
-    True; fully masked rows give zeros, with zero (not NaN) gradients."""
+    """Softmax over the last dim of scores (N, ..., T) -- e.g. (N, Tq, T) or (N, H, Tq, T) --
+    ignoring keys where ignore (N, T) is True; fully masked rows give zeros, with zero (not NaN)
+    gradients."""
     if ignore is None:
         return torch.softmax(scores, dim=-1)
-    ignore = ignore[:, None, :].expand_as(scores)
+    N, T = ignore.shape
+    ignore = ignore.reshape(N, *([1] * (scores.dim() - 2)), T).expand_as(scores)
     empty = ignore.all(dim=-1, keepdim=True)
     scores = scores.masked_fill(ignore & ~empty, float("-inf")).masked_fill(empty, 0.0)
     return torch.softmax(scores, dim=-1).masked_fill(ignore, 0.0)
 
 
-def additive_attention(query, keys, values, w_q, w_k, v, b_q=None, b_k=None, lengths=None, key_padding_mask=None):
-    """score_ij = v . tanh(W_q q_i + b_q + W_k k_j + b_k); materialises the (N, Tq, T, A) tensor."""
-    qp = F.linear(query, w_q, b_q)  # (N, Tq, A)
-    kp = F.linear(keys, w_k, b_k)  # (N, T, A)
-    scores = torch.tanh(qp[:, :, None, :] + kp[:, None, :, :]) @ v  # (N, Tq, T)
-    ignore = attention_ignore_mask(lengths, key_padding_mask, keys.shape[0], keys.shape[1], keys.device)
+def attention_dropout(weights, p, keep=None):
+    """Dropout on attention weights: dropped entries 0, kept ones scaled by 1 / (1 - p).
+    ``keep`` (bool, broadcastable to weights, True = kept) replays a given draw; without it
+    torch's F.dropout draws one (nothing happens for p = 0)."""
+    if keep is not None:
+        return weights.masked_fill(~keep, 0.0) / (1.0 - p)
+    if p == 0:
+        return weights
+    return F.dropout(weights, p, training=True)
+
+
+def split_heads(x, heads):
+    """(N, T, F) -> (N, H, T, F / H): head h takes features [h*F/H, (h+1)*F/H)."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def merge_heads(x):
+    """(N, H, T, d) -> (N, T, H * d): the heads' features concatenated (inverse of split_heads)."""
+    return x.transpose(1, 2).flatten(2)
+
+
+def _attend(scores, values, lengths, key_padding_mask, dropout_p, keep):
+    """Masked softmax of scores (N, H, Tq, T), dropout, and the heads' contexts concatenated.
+    Returns (context (N, Tq, D), weights (N, H, Tq, T)); ``keep`` may have any shape with the
+    weights' elements in order (the weights a caller is returned)."""
+    N, T = values.shape[0], values.shape[1]
+    ignore = attention_ignore_mask(lengths, key_padding_mask, N, T, values.device)
     weights = masked_softmax(scores, ignore)
-    return weights @ values, weights
+    weights = attention_dropout(weights, dropout_p, None if keep is None else keep.reshape(weights.shape))
+    return merge_heads(weights @ split_heads(values, scores.shape[1])), weights
 
 
-def attention_pooling(h, weight, bias, context, lengths=None, key_padding_mask=None):
-    """score_t = u . tanh(W h_t + b), u = context. h (N, T, D) -> (pooled (N, D), weights (N, T))."""
-    scores = torch.tanh(F.linear(h, weight, bias)) @ context  # (N, T)
-    ignore = attention_ignore_mask(lengths, key_padding_mask, h.shape[0], h.shape[1], h.device)
-    weights = masked_softmax(scores[:, None, :], ignore)
-    return (weights @ h)[:, 0], weights[:, 0]
+def _returned(out, weights):
+    """One head's weights lose the head axis: (N, Tq, T); several keep it: (N, H, Tq, T)."""
+    return out, (weights[:, 0] if weights.shape[1] == 1 else weights)
 
 
-def dot_attention(query, keys, values, weight=None, scale=1.0, lengths=None, key_padding_mask=None):
+def additive_attention(query, keys, values, w_q, w_k, v, b_q=None, b_k=None, lengths=None, key_padding_mask=None,
+                       *, num_heads=1, dropout_p=0.0, keep=None):
+    """score_ij = v . tanh(W_q q_i + b_q + W_k k_j + b_k), per head over its slice of the A
+    projected features and of v; materialises the (N, H, Tq, T, A/H) tensor."""
+    qp = split_heads(F.linear(query, w_q, b_q), num_heads)  # (N, H, Tq, A/H)
+    kp = split_heads(F.linear(keys, w_k, b_k), num_heads)  # (N, H, T, A/H)
+    hidden = torch.tanh(qp[:, :, :, None, :] + kp[:, :, None, :, :])  # (N, H, Tq, T, A/H)
+    scores = torch.einsum("nhqta,ha->nhqt", hidden, v.reshape(num_heads, -1))
+    return _returned(*_attend(scores, values, lengths, key_padding_mask, dropout_p, keep))
+
+
+def attention_pooling(h, weight, bias, context, lengths=None, key_padding_mask=None, *, dropout_p=0.0, keep=None):
+    """score_jt = u_j . tanh(W h_t + b), pooled_j = sum_t a_jt h_t. context u (A,): one hop,
+    h (N, T, D) -> (pooled (N, D), weights (N, T)); context (r, A): r hops (Lin et al. 2017,
+    A = softmax(W_s2 tanh(W_s1 H^T))) -> (pooled (N, r, D), weights (N, r, T))."""
+    hops = context.reshape(-1, context.shape[-1])  # (r, A)
+    scores = (torch.tanh(F.linear(h, weight, bias)) @ hops.t()).transpose(1, 2)  # (N, r, T)
+    out, weights = _attend(scores[:, None], h, lengths, key_padding_mask, dropout_p, keep)
+    if context.dim() == 1:
+        return out[:, 0], weights[:, 0, 0]
+    return out, weights[:, 0]
+
+
+def dot_attention(query, keys, values, weight=None, scale=1.0, lengths=None, key_padding_mask=None,
+                  *, num_heads=1, dropout_p=0.0, keep=None):
     """score_ij = scale * q_i . k_j ("dot"), or scale * q_i . (W k_j) with W = weight (Dq, Dk)
-    ("general", Luong; computed as (W^T q_i) . k_j)."""
+    ("general", Luong; computed as (W^T q_i) . k_j); per head over its slice of the Dk features."""
     if weight is not None:
         query = query @ weight  # (N, Tq, Dk)
-    scores = scale * (query @ keys.transpose(1, 2))
-    ignore = attention_ignore_mask(lengths, key_padding_mask, keys.shape[0], keys.shape[1], keys.device)
-    weights = masked_softmax(scores, ignore)
-    return weights @ values, weights
+    scores = scale * (split_heads(query, num_heads) @ split_heads(keys, num_heads).transpose(-1, -2))
+    return _returned(*_attend(scores, values, lengths, key_padding_mask, dropout_p, keep))
+
+
+def attention_penalty(weights):
+    """||A A^T - I||_F^2 for hop weights A (N, r, T), averaged over the batch (Lin et al. 2017)."""
+    gram = torch.bmm(weights, weights.transpose(1, 2))
+    eye = torch.eye(weights.shape[1], dtype=weights.dtype, device=weights.device)
+    return (gram - eye).square().sum(dim=(1, 2)).mean()

@@ -9,8 +9,12 @@ q (N, Tq, F), k (N, T, F), values (N, T, D); F is the score's feature size (the 
 A, or the key size K), chunked by BLOCK_F. Memory stays O(N Tq (F + D)): the additive
 (Tq, T, F) tanh tensor only ever exists as one [BQ, BT, BF] register tile.
 
-Saved for backward: the log-sum-exp per query row (``lse``; +inf for a fully masked row, so
-every recomputed probability of that row is exp(-inf) = 0). The backward runs two kernels,
+Saved for backward: each query row's score maximum m and softmax denominator l (``stats``
+[B, 2, Tq]; m = 0, l = 1 for a fully masked row, whose scores are all -inf, so every recomputed
+probability of it is 0). Probabilities are recomputed as exp(s - m) / l, the very formula of
+the forward and of PyTorch's softmax: a single log-sum-exp would carry its own rounding,
+eps * |m + log l|, into every probability, and ds = p (dp - delta) amplifies that wherever one
+key dominates a row. The backward runs two kernels,
 one per query block (delta, dq), then one per key block (dk, dvalues, and the additive score
 vector's per-key share dw_part), instead of one with atomics. Each gradient is accumulated in
 registers over the other axis's blocks and stored once, by the one program that owns its rows
@@ -27,16 +31,16 @@ regenerates the forward's mask instead of storing it.
 
 Conventions: ``o_`` offsets, ``m_`` masks, ``b_`` register blocks, ``s_`` strides, ``p_``
 pointers; shapes in comments as ``# [BQ, BT]``. Every loaded value is converted to the compute
-dtype ``CDT`` (float32, or float64 for gradcheck) before arithmetic, except the operands of
-``tl.dot`` on a GPU, which stay in ``DOT_DT`` (the input dtype: bf16/fp16 tensor-core dots with
-fp32 accumulation). Under the interpreter ``DOT_DT`` is ``CDT`` as well, because bf16
+dtype ``CDT`` (float32 for bf16/fp16 and TF32 inputs; float64 for fp32 and fp64 inputs, see
+the launcher) before arithmetic, except the operands of ``tl.dot`` on a GPU, which stay in
+``DOT_DT`` (the input dtype: bf16/fp16 tensor-core dots with fp32 accumulation). Under the interpreter ``DOT_DT`` is ``CDT`` as well, because bf16
 arithmetic is wrong there. Launch configurations: attention_configs.py.
 """
 
 import triton
 import triton.language as tl
 
-from .activations import tanh
+from .activations import tanh, tanh_and_grad
 from .attention_configs import every_config, prune
 
 # The autotune key: the score and the shape's bucket (powers of two, attention_configs.bucket).
@@ -117,14 +121,14 @@ def dropout_keep(seed, i_n, o_q, o_t, Tq, T, p_drop):
 
 
 @triton.jit
-def dprobs(s, b_lse, i_n, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, Tq, D, T, p_drop, seed, s_dq, s_dd, s_vt, s_vd,
+def dprobs(s, b_m, b_l, i_n, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, Tq, D, T, p_drop, seed, s_dq, s_dd, s_vt, s_vd,
            HAS_DPROB: tl.constexpr, HAS_DROPOUT: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr,
            DOT_DT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_T: tl.constexpr,
            BLOCK_D: tl.constexpr):
-    """From masked scores [BQ, BT]: p = exp(s - lse), the weights that reach the values (p after
+    """From masked scores [BQ, BT]: p = exp(s - m) / l, the weights that reach the values (p after
     dropout: kept ones scaled by 1 / (1 - p_drop), the rest 0), and dp = d loss / d p: the
     gradient of those weights, dO . v_j + dprob_ij, through the dropout mask (0 where masked)."""
-    p = tl.exp(s - b_lse[:, None])
+    p = tl.exp(s - b_m[:, None]) / b_l[:, None]
     dp = row_dots(do, o_q, m_q, s_dq, s_dd, val, o_t, m_t, s_vt, s_vd, D,
                   USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
     if HAS_DPROB:
@@ -199,7 +203,7 @@ def _key_block(q, k, w, mask, o_q, m_q, t0, T, n_valid, F, scale, mask_row, s_mt
 
 
 @triton.jit
-def _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_lse, t0, Tq, T, n_valid, F, D, scale, p_drop, seed,
+def _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_m, b_l, t0, Tq, T, n_valid, F, D, scale, p_drop, seed,
                mask_row, dprob_row, s_mt, s_qt, s_qf, s_kt, s_kf, s_w, s_vt, s_vd, s_dq, s_dd,
                SCORE: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DPROB: tl.constexpr,
                HAS_DROPOUT: tl.constexpr, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr,
@@ -209,7 +213,7 @@ def _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_lse, t0, Tq, T, n
     recomputed p, p_v and dp [BQ, BT] (dprobs)."""
     o_t, m_t, s = _key_block(q, k, w, mask, o_q, m_q, t0, T, n_valid, F, scale, mask_row, s_mt, s_qt, s_qf, s_kt, s_kf,
                              s_w, SCORE, HAS_LENGTHS, HAS_MASK, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_F)
-    p, p_v, dp = dprobs(s, b_lse, i_n, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, Tq, D, T, p_drop, seed,
+    p, p_v, dp = dprobs(s, b_m, b_l, i_n, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, Tq, D, T, p_drop, seed,
                         s_dq, s_dd, s_vt, s_vd, HAS_DPROB, HAS_DROPOUT, USE_DOT, CDT, DOT_DT, PRECISION,
                         BLOCK_Q, BLOCK_T, BLOCK_D)
     return o_t, m_t, p, p_v, dp
@@ -239,8 +243,8 @@ def _score_grad(ds, q, k, w, o_q, o_t, m_q, m_t, o_c, m_c, s_qt, s_qf, s_kt, s_k
         b_q = tl.load(q + o_q[:, None] * s_qt + o_c[None, :] * s_qf, mask=m_q[:, None] & m_c[None, :], other=0.0)
         b_k = tl.load(k + o_t[:, None] * s_kt + o_c[None, :] * s_kf, mask=m_t[:, None] & m_c[None, :], other=0.0)
         b_w = tl.load(w + o_c * s_w, mask=m_c, other=0.0).to(CDT)
-        b_t = tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BF]
-        g = tl.sum(ds[:, :, None] * (1.0 - b_t * b_t), axis=AXIS) * b_w[None, :]
+        b_t, b_g = tanh_and_grad(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :])  # [BQ, BT, BF] each
+        g = tl.sum(ds[:, :, None] * b_g, axis=AXIS) * b_w[None, :]
         return g, tl.sum(ds[:, :, None] * b_t, axis=AXIS)
     else:
         if AXIS == 1:
@@ -259,7 +263,7 @@ def _score_grad(ds, q, k, w, o_q, o_t, m_q, m_t, o_c, m_c, s_qt, s_qf, s_kt, s_k
 @triton.heuristics(_HEURISTICS)
 @triton.jit(do_not_specialize=_RUNTIME)
 def attention_fwd(
-    q, k, w, val, lengths, mask, out, lse, scores,  # pointers; lse [B, Tq], scores [B, Tq, T] contiguous
+    q, k, w, val, lengths, mask, out, stats, scores,  # pointers; stats [B, 2, Tq], scores [B, Tq, T] contiguous
     Tq, T, F, D, scale, HEADS, p_drop, seed, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_wh, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_on, s_ot, s_od,
     SCORE: tl.constexpr, NEED_WEIGHTS: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
@@ -268,17 +272,17 @@ def attention_fwd(
 ):
     """Grid (B, cdiv(Tq, BQ), cdiv(D, BD)), B = N * HEADS. Online softmax over key blocks;
     programs on other value-column blocks recompute the same scores, only column block 0
-    writes lse/scores. With dropout the stored scores are -inf where a weight is dropped (the
-    launcher's exp(s - lse) / (1 - p_drop) then gives the weights after dropout)."""
+    writes stats/scores. With dropout the stored scores are -inf where a weight is dropped (the
+    launcher's exp(s - m) / l / (1 - p_drop) then gives the weights after dropout)."""
     i_n = tl.program_id(0).to(tl.int64)
     i_q, i_d = tl.program_id(1), tl.program_id(2)
-    q, k, val, out, lse = q + i_n * s_qn, k + i_n * s_kn, val + i_n * s_vn, out + i_n * s_on, lse + i_n * Tq
+    q, k, val, out, stats = q + i_n * s_qn, k + i_n * s_kn, val + i_n * s_vn, out + i_n * s_on, stats + i_n * 2 * Tq
     if w is not None:
         w = w + (i_n % HEADS) * s_wh
     o_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q).to(tl.int64)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     m_q, m_d = o_q < Tq, o_d < D
-    tq_w = tl.where(i_d == 0, Tq, 0)  # rows whose lse/scores this program writes: value block 0 only
+    tq_w = tl.where(i_d == 0, Tq, 0)  # rows whose stats/scores this program writes: value block 0 only
     i_b = i_n // HEADS  # the batch row: its lengths and mask
     n_valid, hi = _key_range(lengths, i_b, T, HAS_LENGTHS, not NEED_WEIGHTS)  # weights: all T (-inf past the length)
     m_i = tl.full([BLOCK_Q], float("-inf"), CDT)
@@ -303,18 +307,19 @@ def attention_fwd(
         b_v = tl.load(val + o_t[:, None] * s_vt + o_d[None, :] * s_vd, mask=m_t[:, None] & m_d[None, :], other=0.0)
         acc = acc * alpha[:, None] + mm(p, b_v, USE_DOT, CDT, DOT_DT, PRECISION)
         m_i = m_new
-    empty = l_i == 0.0  # fully masked row: zero context, lse = +inf
-    acc = acc / tl.where(empty, 1.0, l_i)[:, None]
+    empty = l_i == 0.0  # fully masked row: zero context, m = 0 and l = 1
+    l_i = tl.where(empty, 1.0, l_i)
+    acc = acc / l_i[:, None]
     tl.store(out + o_q[:, None] * s_ot + o_d[None, :] * s_od, acc.to(out.dtype.element_ty), mask=m_q[:, None] & m_d[None, :])
-    b_lse = tl.where(empty, float("inf"), m_i + tl.log(tl.where(empty, 1.0, l_i)))
-    tl.store(lse + o_q, b_lse, mask=o_q < tq_w)
+    tl.store(stats + o_q, tl.where(empty, 0.0, m_i), mask=o_q < tq_w)
+    tl.store(stats + Tq + o_q, l_i, mask=o_q < tq_w)
 
 
 @triton.autotune(configs=every_config(), key=_KEY, prune_configs_by={"early_config_prune": prune})
 @triton.heuristics(_BWD_HEURISTICS)
 @triton.jit(do_not_specialize=_RUNTIME)
 def attention_bwd_dq(
-    q, k, w, val, lengths, mask, do, lse, delta, dprob, dq,  # delta [B, Tq] and dq [B, Tq, F] written, CDT
+    q, k, w, val, lengths, mask, do, stats, delta, dprob, dq,  # delta [B, Tq] and dq [B, Tq, F] written, CDT
     Tq, T, F, D, scale, HEADS, p_drop, seed, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_wh, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
     SCORE: tl.constexpr, NEED_DQ: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
@@ -329,20 +334,20 @@ def attention_bwd_dq(
     i_n = tl.program_id(0).to(tl.int64)
     i_q, i_c = tl.program_id(1), tl.program_id(2)
     q, k, val, do = q + i_n * s_qn, k + i_n * s_kn, val + i_n * s_vn, do + i_n * s_dn
-    lse, delta, dq = lse + i_n * Tq, delta + i_n * Tq, dq + i_n * Tq * F
+    stats, delta, dq = stats + i_n * 2 * Tq, delta + i_n * Tq, dq + i_n * Tq * F
     if w is not None:
         w = w + (i_n % HEADS) * s_wh
     o_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q).to(tl.int64)
     o_c = i_c * BLOCK_F + tl.arange(0, BLOCK_F).to(tl.int64)
     m_q, m_c = o_q < Tq, o_c < F
-    b_lse = tl.load(lse + o_q, mask=m_q, other=float("inf"))
+    b_m, b_l = tl.load(stats + o_q, mask=m_q, other=0.0), tl.load(stats + Tq + o_q, mask=m_q, other=1.0)
     i_b = i_n // HEADS
     n_valid, hi = _key_range(lengths, i_b, T, HAS_LENGTHS, True)
     # delta from the very p and dp that every ds uses, not dO . O from the forward: their rounding
     # differs, and ds = p (dp - delta) amplifies the difference wherever one key dominates a row.
     b_delta = tl.zeros([BLOCK_Q], CDT)
     for t0 in range(0, hi, BLOCK_T):
-        o_t, m_t, p, p_v, dp = _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_lse, t0, Tq, T, n_valid, F, D,
+        o_t, m_t, p, p_v, dp = _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_m, b_l, t0, Tq, T, n_valid, F, D,
                                           scale, p_drop, seed, i_b * s_mn, i_n * Tq * T, s_mt, s_qt, s_qf, s_kt, s_kf,
                                           s_w, s_vt, s_vd, s_dq, s_dd, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB,
                                           HAS_DROPOUT, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_F, BLOCK_D)
@@ -351,7 +356,7 @@ def attention_bwd_dq(
     if NEED_DQ:
         acc = tl.zeros([BLOCK_Q, BLOCK_F], CDT)
         for t0 in range(0, hi, BLOCK_T):  # the same blocks again: ds needs the complete delta_i
-            o_t, m_t, p, p_v, dp = _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_lse, t0, Tq, T, n_valid, F,
+            o_t, m_t, p, p_v, dp = _key_probs(q, k, w, val, mask, do, dprob, i_n, o_q, m_q, b_m, b_l, t0, Tq, T, n_valid, F,
                                               D, scale, p_drop, seed, i_b * s_mn, i_n * Tq * T, s_mt, s_qt, s_qf, s_kt,
                                               s_kf, s_w, s_vt, s_vd, s_dq, s_dd, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB,
                                               HAS_DROPOUT, USE_DOT, CDT, DOT_DT, PRECISION,
@@ -367,7 +372,7 @@ def attention_bwd_dq(
 @triton.heuristics(_BWD_HEURISTICS)
 @triton.jit(do_not_specialize=_RUNTIME)
 def attention_bwd_dkv(
-    q, k, w, val, lengths, mask, do, lse, delta, dprob, dk, dval, dw_part,  # outputs contiguous, CDT
+    q, k, w, val, lengths, mask, do, stats, delta, dprob, dk, dval, dw_part,  # outputs contiguous, CDT
     Tq, T, F, D, scale, HEADS, p_drop, seed, KEY_TQ, KEY_T, KEY_F, KEY_D,  # KEY_*: the autotune key only
     s_qn, s_qt, s_qf, s_kn, s_kt, s_kf, s_wh, s_w, s_vn, s_vt, s_vd, s_mn, s_mt, s_dn, s_dq, s_dd,
     SCORE: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr,
@@ -383,7 +388,7 @@ def attention_bwd_dkv(
     i_n = tl.program_id(0).to(tl.int64)
     i_t, i_c = tl.program_id(1), tl.program_id(2)
     q, k, val, do = q + i_n * s_qn, k + i_n * s_kn, val + i_n * s_vn, do + i_n * s_dn
-    lse, delta, dk, dval = lse + i_n * Tq, delta + i_n * Tq, dk + i_n * T * F, dval + i_n * T * D
+    stats, delta, dk, dval = stats + i_n * 2 * Tq, delta + i_n * Tq, dk + i_n * T * F, dval + i_n * T * D
     if w is not None:
         w = w + (i_n % HEADS) * s_wh
     o_t = i_t * BLOCK_T + tl.arange(0, BLOCK_T).to(tl.int64)
@@ -400,11 +405,11 @@ def attention_bwd_dkv(
     for q0 in range(0, hi, BLOCK_Q):
         o_q = q0 + tl.arange(0, BLOCK_Q).to(tl.int64)
         m_q = o_q < Tq
-        b_lse = tl.load(lse + o_q, mask=m_q, other=float("inf"))
+        b_m, b_l = tl.load(stats + o_q, mask=m_q, other=0.0), tl.load(stats + Tq + o_q, mask=m_q, other=1.0)
         b_delta = tl.load(delta + o_q, mask=m_q, other=0.0)
         s = _scores(q, k, w, o_q, o_t, m_q, m_t, F, scale, s_qt, s_qf, s_kt, s_kf, s_w,
                     SCORE, USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_F)
-        p, p_v, dp = dprobs(s, b_lse, i_n, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, Tq, D, T, p_drop, seed,
+        p, p_v, dp = dprobs(s, b_m, b_l, i_n, o_q, o_t, m_q, m_t, do, val, dprob, i_n * Tq * T, Tq, D, T, p_drop, seed,
                             s_dq, s_dd, s_vt, s_vd, HAS_DPROB, HAS_DROPOUT, USE_DOT, CDT, DOT_DT, PRECISION,
                             BLOCK_Q, BLOCK_T, BLOCK_D)
         b_do = tl.load(do + o_q[:, None] * s_dq + o_e[None, :] * s_dd, mask=m_q[:, None] & m_e[None, :], other=0.0)

@@ -39,10 +39,11 @@ def every_config():
     return list({str(c): c for c in _ALL["additive"] + _ALL["dot"]}.values())
 
 
-def prune(configs, nargs, SCORE, **kwargs):
+def prune(configs, nargs, SCORE, CDT=None, **kwargs):
     """The autotuner's pruning: attention_configs of the launch's score, its bucket (the KEY_*
-    arguments) and its values' dtype."""
-    return attention_configs(SCORE, nargs["KEY_TQ"], nargs["KEY_T"], nargs["KEY_F"], nargs["KEY_D"], dtype=nargs["val"].dtype)
+    arguments) and the dtype it computes in (float64 when CDT is, else its values' dtype)."""
+    dtype = torch.float64 if CDT == tl.float64 else nargs["val"].dtype
+    return attention_configs(SCORE, nargs["KEY_TQ"], nargs["KEY_T"], nargs["KEY_F"], nargs["KEY_D"], dtype=dtype)
 
 
 def _config(bq, bt, bf, bd, warps, stages):

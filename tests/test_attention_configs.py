@@ -188,10 +188,10 @@ def test_launchers_pass_the_score_and_bucket(monkeypatch):
     N, Tq, T, A, D = 2, 5, 33, 12, 20
     key = C.bucket(Tq, T, A, D)
     qp, kp, w, v = torch.randn(N, Tq, A), torch.randn(N, T, A), torch.randn(A), torch.randn(N, T, D)
-    lse, do = torch.zeros(N, Tq), torch.zeros(N, Tq, D)
+    stats, do = torch.zeros(N, 2, Tq), torch.zeros(N, Tq, D)
     for score in SCORES:
         AA.attention_forward(score, qp, kp, w if score == "additive" else None, v, None, None, 1.0, False)
-        AA.attention_backward(score, qp, kp, w if score == "additive" else None, v, None, None, 1.0, lse, do, None, True)
+        AA.attention_backward(score, qp, kp, w if score == "additive" else None, v, None, None, 1.0, stats, do, None, True)
     kernels = ["attention_fwd", "attention_bwd_dq", "attention_bwd_dkv"]
     assert [s[:2] for s in seen] == [(k, score) for score in SCORES for k in kernels]
     assert all(s[2] == key and s[3] >= 1 for s in seen), seen

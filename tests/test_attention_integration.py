@@ -33,10 +33,10 @@ def test_opcheck_attention(score, masked, need_weights, dropout_p, device):
     torch.library.opcheck(attn_ops.attention_fwd, args)
     q, k, w, v, lengths, mask, scale, _, _, heads, _, seed = args
     with torch.no_grad():
-        out, lse, probs = attn_ops.attention_fwd(*args)
+        out, stats, probs = attn_ops.attention_fwd(*args)
     d_out = torch.randn_like(out)
     d_probs = torch.randn_like(probs) if need_weights else None
-    bwd_args = (q.detach(), k.detach(), None if w is None else w.detach(), v.detach(), lengths, mask, lse, d_out,
+    bwd_args = (q.detach(), k.detach(), None if w is None else w.detach(), v.detach(), lengths, mask, stats, d_out,
                 d_probs, scale, score, True, heads, dropout_p, seed)
     torch.library.opcheck(attn_ops.attention_bwd, bwd_args)
 

@@ -136,10 +136,10 @@ def attention(target, dtype_label, score, N, Tq, T, F, D, dropout_p=0.0):
                        *extra)
     if res is None:
         return
-    out, lse, probs = res
+    out, stats, probs = res
     with target.case(**label, **{"pass": "backward"}):
         _guarded(target, "attention_backward", AA.attention_backward,
-                 score, q, k, w, v, lengths, None, 0.125, lse, z(N * heads, Tq, D), probs.to(dt), True, *extra)
+                 score, q, k, w, v, lengths, None, 0.125, stats, z(N * heads, Tq, D), probs.to(dt), True, *extra)
 
 
 def _fmt(shape: dict) -> str:

@@ -1,12 +1,16 @@
 """fastgru's public functions, every family in one namespace: ``gru``, ``gru_cell``,
-``attention_pooling``, ``additive_attention``, ``dot_attention``.
+``attention_pooling`` (and its hop penalty ``attention_penalty``), ``additive_attention``,
+``dot_attention`` (and ``dot_attention_path``, which says which implementation a call runs).
 
 Each validates its inputs (raising before any kernel runs), applies the autocast policy and
 hands the call to the backend that fastgru.backend picks: the custom ops (Triton kernels), PyTorch's
 own operators, or the reference.
 """
 
-from .attention import additive_attention, attention_pooling, dot_attention
+from .attention import additive_attention, attention_penalty, attention_pooling, dot_attention, dot_attention_path
 from .recurrent import gru, gru_cell
 
-__all__ = ["gru", "gru_cell", "attention_pooling", "additive_attention", "dot_attention"]
+__all__ = [
+    "gru", "gru_cell", "attention_pooling", "attention_penalty", "additive_attention", "dot_attention",
+    "dot_attention_path",
+]

@@ -36,20 +36,30 @@ def _k():
 
 def _launch(kernel, score, shape, dtype, grid, *args, **meta):
     """Launch an autotuned attention kernel with ``SCORE=score``; the configurations that suit
-    the score, ``shape`` and ``dtype`` travel with it (the interpreter, which cannot time them,
+    the score, ``shape`` and ``dtype`` (the dtype the kernel computes in, _types) travel with it (the interpreter, which cannot time them,
     runs its own single one). The kernel's arguments carry the shape's bucket as its autotune key."""
     configs = _k()[1].attention_configs(score, *shape, dtype=dtype, interpret=backend.INTERPRET)
     launch(kernel, grid, args, dict(meta, SCORE=score), configs)
 
 
 def _types(values: torch.Tensor):
-    """(torch compute dtype, triton compute dtype, triton dot-operand dtype, dot precision).
-    fp32 dots follow the matmul modules' TF32 flag (cuda.matmul.allow_tf32), as nn.Linear and
-    torch's attention do."""
+    """(the dtype the kernels compute in, as a torch dtype; triton compute dtype; triton
+    dot-operand dtype; dot precision). fp32 inputs compute in float64 unless TF32 is allowed
+    (cuda.matmul.allow_tf32, which nn.Linear and torch's attention follow too): every
+    reduction of fp32 attention then carries no rounding of its own, so the results hold to
+    the input and output roundings alone, never worse than PyTorch's own fp32 arithmetic
+    (docs/DECISIONS.md 19). With TF32, fp32 dots run on TF32 tensor cores in float32; bf16 and
+    fp16 compute in float32 with tensor-core dots of the input dtype."""
     configs, dtype = _k()[1], values.dtype
-    cdt = torch.float64 if dtype == torch.float64 else torch.float32
     tf32 = tf32_allowed(values, "matmul")
-    return cdt, configs.compute_dtype(dtype), configs.dot_dtype(dtype, backend.INTERPRET), "tf32" if tf32 else "ieee"
+    kdt = torch.float64 if dtype == torch.float64 or (dtype == torch.float32 and not tf32) else dtype
+    return kdt, configs.compute_dtype(kdt), configs.dot_dtype(kdt, backend.INTERPRET), "tf32" if tf32 else "ieee"
+
+
+def stats_dtype(values: torch.Tensor) -> torch.dtype:
+    """The dtype of the forward's saved row statistics: float64 when the kernels compute in
+    it (_types), else float32."""
+    return torch.float64 if _types(values)[0] == torch.float64 else torch.float32
 
 
 def _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed):
@@ -76,26 +86,27 @@ def attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights
     h of batch row n); ``w`` (F,) or (heads, F) the additive score vector(s) (None for dot),
     ``scale`` the dot score's factor; ``lengths`` (N,) and ``mask`` (N, T) per batch row.
     ``dropout_p`` > 0 drops attention weights by a Philox mask of ``seed``. Returns (out
-    (B, Tq, D), lse (B, Tq), the weights after dropout (B, Tq, T) or None), all in the compute
+    (B, Tq, D), stats (B, 2, Tq): each row's score maximum and softmax denominator, the weights after dropout (B, Tq, T) or None), all in the compute
     dtype (float32, or float64)."""
     inputs, sizes, strides, shape = _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed)
     B, (Tq, T, _, D) = q.shape[0], shape
-    cdt, CDT, DOT_DT, prec = _types(values)
+    kdt, CDT, DOT_DT, prec = _types(values)
+    cdt = stats_dtype(values)
     out = new_empty((B, Tq, D), cdt, values.device)
-    lse = new_empty((B, Tq), cdt, values.device)
+    stats = new_empty((B, 2, Tq), cdt, values.device)
     scores = new_empty((B, Tq, T), cdt, values.device) if need_weights else None
     grid = lambda m: (B, _cdiv(Tq, m["BLOCK_Q"]), _cdiv(D, m["BLOCK_D"]))  # noqa: E731
-    _launch(_k()[0].attention_fwd, score, shape, values.dtype, grid, *inputs, out, lse, scores, *sizes, *strides,
+    _launch(_k()[0].attention_fwd, score, shape, kdt, grid, *inputs, out, stats, scores, *sizes, *strides,
             *out.stride(), NEED_WEIGHTS=need_weights, CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
     probs = None
     if need_weights:  # masked or dropped: exp(-inf) = 0
-        probs = torch.exp(scores - lse[..., None])
+        probs = torch.exp(scores - stats[:, 0, :, None]) / stats[:, 1, :, None]
         if dropout_p > 0:
             probs = probs / (1.0 - dropout_p)
-    return out, lse, probs
+    return out, stats, probs
 
 
-def attention_backward(score, q, k, w, values, lengths, mask, scale, lse, d_out, d_probs, need_dq,
+def attention_backward(score, q, k, w, values, lengths, mask, scale, stats, d_out, d_probs, need_dq,
                        heads=1, dropout_p=0.0, seed=0):
     """Gradients (dq or None, dk, dw (None for dot), dvalues) in the inputs' dtypes; ``d_probs``
     the gradient of the returned weights, or None; the rest as in attention_forward (the same
@@ -103,22 +114,23 @@ def attention_backward(score, q, k, w, values, lengths, mask, scale, lse, d_out,
     inputs, sizes, strides, shape = _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed)
     B, (Tq, T, F, D) = q.shape[0], shape
     K = _k()[0]
-    cdt, CDT, DOT_DT, prec = _types(values)
+    kdt, CDT, DOT_DT, prec = _types(values)
+    cdt = stats_dtype(values)
     meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
     new = lambda *size: new_empty(size, cdt, values.device)  # noqa: E731
     # delta [B, Tq] is written by the query-block kernel, which runs first, and read by the
     # key-block kernel; the weights' gradient enters in the compute dtype.
     delta = new(B, Tq)
     dprob = d_probs.to(cdt).contiguous() if d_probs is not None else None
-    common, tail = (*inputs, d_out, lse, delta, dprob), (*sizes, *strides, *d_out.stride())
+    common, tail = (*inputs, d_out, stats, delta, dprob), (*sizes, *strides, *d_out.stride())
     dq = new(B, Tq, F) if need_dq else None
     grid = lambda m: (B, _cdiv(Tq, m["BLOCK_Q"]), _cdiv(F, m["BLOCK_F"]) if need_dq else 1)  # noqa: E731
-    _launch(K.attention_bwd_dq, score, shape, values.dtype, grid, *common, dq if need_dq else delta, *tail,
+    _launch(K.attention_bwd_dq, score, shape, kdt, grid, *common, dq if need_dq else delta, *tail,
             NEED_DQ=need_dq, **meta)
     dk, dval = new(B, T, F), new(B, T, D)
     dw_part = new(B, T, F) if score == "additive" else None
     grid = lambda m: (B, _cdiv(T, m["BLOCK_T"]), max(_cdiv(F, m["BLOCK_F"]), _cdiv(D, m["BLOCK_D"])))  # noqa: E731
-    _launch(K.attention_bwd_dkv, score, shape, values.dtype, grid, *common, dk, dval, dw_part, *tail, **meta)
+    _launch(K.attention_bwd_dkv, score, shape, kdt, grid, *common, dk, dval, dw_part, *tail, **meta)
     dq = dq.to(q.dtype) if need_dq else None
     dw = None
     if dw_part is not None:  # summed over the batch rows and keys, per head

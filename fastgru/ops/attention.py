@@ -1,8 +1,8 @@
 """Attention as custom ops: ``fastgru::attention_fwd`` / ``fastgru::attention_bwd`` for every score
 (``"additive"``, ``"dot"``), their fake implementations and the autograd registration.
 
-Saved for backward: the inputs and the log-sum-exp per query row (``lse``, +inf for a fully
-masked row); the backward recomputes the scores blockwise. The probabilities are computed only
+Saved for backward: the inputs and each query row's score maximum and softmax denominator
+(``stats`` (B, 2, Tq)); the backward recomputes the scores blockwise. The probabilities are computed only
 when the caller asked for them (``need_weights``), since they are an output then, and gradients
 flow to them too: their gradient enters the backward as ``d_probs``.
 
@@ -15,14 +15,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..launchers.attention import SCORES, attention_backward, attention_forward
+from ..launchers.attention import SCORES, attention_backward, attention_forward, stats_dtype
 from .guard import op_entry
 
 _STRIDED = ("q", "k", "values", "mask")  # the kernels take their strides
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 @torch.library.custom_op("fastgru::attention_fwd", mutates_args=())
@@ -31,33 +27,33 @@ def attention_fwd(
     q: Tensor, k: Tensor, w: Optional[Tensor], values: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor],
     scale: float, score: str, need_weights: bool, heads: int, dropout_p: float, seed: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    out, lse, probs = attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights, heads, dropout_p, seed)
+    out, stats, probs = attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights, heads, dropout_p, seed)
     probs = probs.to(values.dtype) if need_weights else values.new_empty(0)
-    return out.to(values.dtype), lse, probs
+    return out.to(values.dtype), stats, probs
 
 
 @attention_fwd.register_fake
 def _(q, k, w, values, lengths, mask, scale, score, need_weights, heads, dropout_p, seed):
     (B, Tq), (T, D) = q.shape[:2], values.shape[1:]
     probs = values.new_empty((B, Tq, T)) if need_weights else values.new_empty(0)
-    return values.new_empty((B, Tq, D)), q.new_empty((B, Tq), dtype=_compute_dtype(values.dtype)), probs
+    return values.new_empty((B, Tq, D)), q.new_empty((B, 2, Tq), dtype=stats_dtype(values)), probs
 
 
 @torch.library.custom_op("fastgru::attention_bwd", mutates_args=())
 @op_entry(strided=_STRIDED)
 def attention_bwd(
     q: Tensor, k: Tensor, w: Optional[Tensor], values: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor],
-    lse: Tensor, d_out: Tensor, d_probs: Optional[Tensor], scale: float, score: str, need_dq: bool, heads: int,
+    stats: Tensor, d_out: Tensor, d_probs: Optional[Tensor], scale: float, score: str, need_dq: bool, heads: int,
     dropout_p: float, seed: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    dq, dk, dw, dval = attention_backward(score, q, k, w, values, lengths, mask, scale, lse, d_out, d_probs, need_dq,
+    dq, dk, dw, dval = attention_backward(score, q, k, w, values, lengths, mask, scale, stats, d_out, d_probs, need_dq,
                                           heads, dropout_p, seed)
     empty = values.new_empty(0)
     return (dq if need_dq else empty), dk, (dw if dw is not None else empty), dval
 
 
 @attention_bwd.register_fake
-def _(q, k, w, values, lengths, mask, lse, d_out, d_probs, scale, score, need_dq, heads, dropout_p, seed):
+def _(q, k, w, values, lengths, mask, stats, d_out, d_probs, scale, score, need_dq, heads, dropout_p, seed):
     empty = values.new_empty(0)
     dq = q.new_empty(q.shape) if need_dq else empty
     dw = w.new_empty(w.shape) if w is not None else empty
@@ -70,14 +66,14 @@ def _setup(ctx, inputs, output):
     ctx.scale, ctx.score, ctx.heads, ctx.dropout_p, ctx.seed = scale, score, heads, dropout_p, seed
 
 
-def _backward(ctx, d_out, _d_lse, d_probs):
-    q, k, w, values, lengths, mask, lse = ctx.saved_tensors
+def _backward(ctx, d_out, _d_stats, d_probs):
+    q, k, w, values, lengths, mask, stats = ctx.saved_tensors
     if d_out is None:
-        d_out = values.new_zeros((*lse.shape, values.shape[-1]))
+        d_out = values.new_zeros((stats.shape[0], stats.shape[2], values.shape[-1]))
     if d_probs is not None and d_probs.numel() == 0:
         d_probs = None
     need_dq = ctx.needs_input_grad[0]
-    dq, dk, dw, dval = attention_bwd(q, k, w, values, lengths, mask, lse, d_out, d_probs, ctx.scale, ctx.score, need_dq,
+    dq, dk, dw, dval = attention_bwd(q, k, w, values, lengths, mask, stats, d_out, d_probs, ctx.scale, ctx.score, need_dq,
                                      ctx.heads, ctx.dropout_p, ctx.seed)
     return (dq if need_dq else None), dk, (dw if w is not None else None), dval, *([None] * 8)
 
