@@ -14,9 +14,9 @@ Saved for backward: each query row's score maximum m and softmax denominator l (
 probability of it is 0). Probabilities are recomputed as exp(s - m) / l, the very formula of
 the forward and of PyTorch's softmax: a single log-sum-exp would carry its own rounding,
 eps * |m + log l|, into every probability, and ds = p (dp - delta) amplifies that wherever one
-key dominates a row. The backward runs two kernels,
-one per query block (delta, dq), then one per key block (dk, dvalues, and the additive score
-vector's per-key share dw_part), instead of one with atomics. Each gradient is accumulated in
+key dominates a row. The backward runs two kernels, one per query block (delta, dq), then
+one per key block (dk, dvalues, and the additive score vector's per-key share dw_part),
+instead of one with atomics. Each gradient is accumulated in
 registers over the other axis's blocks and stored once, by the one program that owns its rows
 and its block of columns (BLOCK_F feature columns, BLOCK_D value columns; a third grid axis
 runs over column blocks when a gradient is wider than one block, recomputing the
@@ -33,8 +33,9 @@ Conventions: ``o_`` offsets, ``m_`` masks, ``b_`` register blocks, ``s_`` stride
 pointers; shapes in comments as ``# [BQ, BT]``. Every loaded value is converted to the compute
 dtype ``CDT`` (float32 for bf16/fp16 and TF32 inputs; float64 for fp32 and fp64 inputs, see
 the launcher) before arithmetic, except the operands of ``tl.dot`` on a GPU, which stay in
-``DOT_DT`` (the input dtype: bf16/fp16 tensor-core dots with fp32 accumulation). Under the interpreter ``DOT_DT`` is ``CDT`` as well, because bf16
-arithmetic is wrong there. Launch configurations: attention_configs.py.
+``DOT_DT`` (the input dtype: bf16/fp16 tensor-core dots with fp32 accumulation). Under the
+interpreter ``DOT_DT`` is ``CDT`` as well, because bf16 arithmetic is wrong there. Launch
+configurations: attention_configs.py.
 """
 
 import triton
