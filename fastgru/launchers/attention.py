@@ -56,10 +56,14 @@ def _types(values: torch.Tensor):
     return kdt, configs.compute_dtype(kdt), configs.dot_dtype(kdt, backend.INTERPRET), "tf32" if tf32 else "ieee"
 
 
+def _accumulator(kdt: torch.dtype) -> torch.dtype:
+    """The dtype of the kernels' outputs and saved row statistics for compute dtype ``kdt``."""
+    return torch.float64 if kdt == torch.float64 else torch.float32
+
+
 def stats_dtype(values: torch.Tensor) -> torch.dtype:
-    """The dtype of the forward's saved row statistics: float64 when the kernels compute in
-    it (_types), else float32."""
-    return torch.float64 if _types(values)[0] == torch.float64 else torch.float32
+    """The dtype of the forward's saved row statistics for ``values`` (_types)."""
+    return _accumulator(_types(values)[0])
 
 
 def _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed):
@@ -91,7 +95,7 @@ def attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights
     inputs, sizes, strides, shape = _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed)
     B, (Tq, T, _, D) = q.shape[0], shape
     kdt, CDT, DOT_DT, prec = _types(values)
-    cdt = stats_dtype(values)
+    cdt = _accumulator(kdt)
     out = new_empty((B, Tq, D), cdt, values.device)
     stats = new_empty((B, 2, Tq), cdt, values.device)
     scores = new_empty((B, Tq, T), cdt, values.device) if need_weights else None
@@ -115,7 +119,7 @@ def attention_backward(score, q, k, w, values, lengths, mask, scale, stats, d_ou
     B, (Tq, T, F, D) = q.shape[0], shape
     K = _k()[0]
     kdt, CDT, DOT_DT, prec = _types(values)
-    cdt = stats_dtype(values)
+    cdt = _accumulator(kdt)
     meta = dict(CDT=CDT, DOT_DT=DOT_DT, PRECISION=prec)
     new = lambda *size: new_empty(size, cdt, values.device)  # noqa: E731
     # delta [B, Tq] is written by the query-block kernel, which runs first, and read by the
