@@ -13,24 +13,31 @@ import torch.nn.functional as F
 # GRU: exactly nn.GRU's equations, gate order (r, z, n).
 #   r  = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
 #   z  = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
-#   n  = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+#   n  = tanh(W_in x + b_in + r * (W_hn h + b_hn))        reset_after=True (nn.GRU, cuDNN)
+#   n  = tanh(W_in x + b_in + W_hn (r * h) + b_hn)        reset_after=False (Cho et al. 2014)
 #   h' = (1 - z) * n + z * h
+# reset_after=False is the original formulation: the reset gate scales the state before the
+# recurrent matmul (Keras' GRU(reset_after=False), ONNX's GRU with linear_before_reset=0). Same
+# parameters, names and shapes as nn.GRU; all of b_hh then sits outside the reset gate.
 # ----------------------------------------------------------------------------------------------
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True):
     """One GRU step. x (B, I), h (B, H), w_ih (3H, I), w_hh (3H, H) -> h' (B, H)."""
     gx = F.linear(x, w_ih, b_ih)
-    gh = F.linear(h, w_hh, b_hh)
     x_r, x_z, x_n = gx.chunk(3, dim=-1)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)
-    r = torch.sigmoid(x_r + h_r)
-    z = torch.sigmoid(x_z + h_z)
-    n = torch.tanh(x_n + r * h_n)
+    w_hr, w_hz, w_hn = w_hh.chunk(3, dim=0)
+    b_hr, b_hz, b_hn = b_hh.chunk(3) if b_hh is not None else (None, None, None)
+    r = torch.sigmoid(x_r + F.linear(h, w_hr, b_hr))
+    z = torch.sigmoid(x_z + F.linear(h, w_hz, b_hz))
+    if reset_after:
+        n = torch.tanh(x_n + r * F.linear(h, w_hn, b_hn))
+    else:
+        n = torch.tanh(x_n + F.linear(r * h, w_hn, b_hn))
     return (1 - z) * n + z * h
 
 
-def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
+def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=False, reset_after=True):
     """One direction of one layer over a time-major sequence.
 
     x (T, B, I), h0 (B, H), lengths (B,) or None -> (out (T, B, H), h_n (B, H)).
@@ -48,18 +55,19 @@ def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=Fal
     for s in range(T):
         valid = s < lengths
         t = (lengths - 1 - s).clamp(min=0) if reverse else torch.full_like(lengths, s)
-        h_new = gru_cell(x[t, rows], h, w_ih, w_hh, b_ih, b_hh)
+        h_new = gru_cell(x[t, rows], h, w_ih, w_hh, b_ih, b_hh, reset_after)
         out = out.index_put((t[valid], rows[valid]), h_new[valid])
         h = torch.where(valid.unsqueeze(1), h_new, h)
     return out, h
 
 
-def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0.0, training=False):
+def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0.0, training=False, reset_after=True):
     """A stack of GRU layers over time-major x (T, B, I).
 
     weights: list of (w_ih, w_hh, b_ih, b_hh) ordered layer by layer, forward direction first
     (nn.GRU's order; biases may be None). h0 (L * D, B, H). Dropout with probability
     ``dropout`` is applied to every layer's output except the last, in training only.
+    ``reset_after`` picks the candidate's formulation (see the equations above).
     Returns (out (T, B, D * H), h_n (L * D, B, H)).
     """
     D = 2 if bidirectional else 1
@@ -70,7 +78,7 @@ def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0
         for d in range(D):
             k = layer * D + d
             w_ih, w_hh, b_ih, b_hh = weights[k]
-            out, h = gru_layer(layer_in, h0[k], w_ih, w_hh, b_ih, b_hh, lengths, reverse=d == 1)
+            out, h = gru_layer(layer_in, h0[k], w_ih, w_hh, b_ih, b_hh, lengths, reverse=d == 1, reset_after=reset_after)
             outs.append(out)
             h_n.append(h)
         layer_in = torch.cat(outs, dim=-1) if D == 2 else outs[0]

@@ -33,6 +33,22 @@ def dot_acc(a, b, acc, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr):
 
 
 @triton.jit
+def state_matmul(p_a, m_b, p_w, stride_wk, m_n, K, acc, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                 BLOCK_K: tl.constexpr):
+    """acc += a @ w for a tile, streamed over K in BLOCK_K blocks: a's rows at p_a ([BB, 1]
+    pointers to K contiguous elements, rows masked by m_b), w's K rows at p_w + k * stride_wk
+    (p_w: [1, BH] pointers, masked by m_n) -- W^T with stride_wk = 1 for W's rows, W's columns
+    with stride_wk = row length."""
+    for k in range(0, K, BLOCK_K):
+        o_k = k + tl.arange(0, BLOCK_K)
+        m_k = o_k < K
+        b_a = tl.load(p_a + o_k[None, :], mask=m_b[:, None] & m_k[None, :], other=0.0)      # [BB, BK]
+        b_w = tl.load(p_w + o_k[:, None] * stride_wk, mask=m_k[:, None] & m_n[None, :], other=0.0)  # [BK, BH]
+        acc = dot_acc(b_a, b_w, acc, MMA_LOWP, DOT_PRECISION)
+    return acc
+
+
+@triton.jit
 def grid_barrier(p_count, target):
     """Wait until ``target`` arrivals have been counted at ``p_count`` (a monotonic int32 counter
     shared by the programs that must meet), after adding this program's own arrival.

@@ -16,6 +16,11 @@ memory once and every step's MMA reads them there (wgmma takes both operands fro
 memory), so the registers hold only the state tile and the gate math. The dispatcher sizes the
 blocks from the compiled kernel's own registers and shared memory (dispatch.py).
 
+RESET_AFTER=False (the reset gate before the candidate's matmul) splits every step into the
+phases of gru_forward.py / gru_backward.py with a grid barrier after each: two per forward step
+(reset, update), two per backward step (gates, reset; the carry phase only feeds this program's
+own next step). The counter's target counts phases, not steps.
+
 Only the programs of one (batch block, direction) meet at a barrier, on their own counter.
 With a single hidden block there are no peers and no barrier (the interpreter case). Layouts
 as in gru_forward.py / gru_backward.py; the gate math is theirs (fwd_finish, _bwd_gates_block,
@@ -25,9 +30,9 @@ bwd_carry_finish), so all strategies compute the same thing.
 import triton
 import triton.language as tl
 
-from .gru_backward import _bwd_gates_block, bwd_carry_finish
+from .gru_backward import _bwd_gates_block, bwd_carry_finish, bwd_reset_finish
 from .gru_common import dot_acc, grid_barrier, step_rows
-from .gru_forward import fwd_finish
+from .gru_forward import fwd_finish, fwd_reset_finish
 
 
 @triton.jit
@@ -60,37 +65,50 @@ def _meet(p_count, arrivals, n_peers):
 
 
 @triton.jit
+def _state_tile(p_base, o_b, o_k, B, H):
+    """[HP, BB] = the transposed rows o_b (all H columns) of a (B, H) state at p_base, read with
+    .cg: the peers' fresh values from L2, never a stale L1 line."""
+    m = (o_k[:, None] < H) & (o_b[None, :] < B)
+    return tl.load(p_base + o_b[None, :] * H + o_k[:, None], mask=m, other=0.0, cache_modifier=".cg")
+
+
+@triton.jit
 def gru_fwd_persistent_kernel(
     gx_ptr, whh_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr, count_ptr,
     T, B, H, D,
     stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
-    HAS_BHN: tl.constexpr, SAVE: tl.constexpr, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_HP: tl.constexpr,
+    HAS_BHN: tl.constexpr, SAVE: tl.constexpr, RESET_AFTER: tl.constexpr, MMA_LOWP: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_HP: tl.constexpr,
 ):
     i_n, i_b, i_d, o_n, o_k, p_count = _program(count_ptr, BLOCK_H, BLOCK_HP)
     n_peers = tl.num_programs(0)
+    PHASES: tl.constexpr = 1 if RESET_AFTER else 2
     o_b = (i_b * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
     w_r, w_z, w_n = _weight_tiles(whh_ptr, i_d, o_n, o_k, H, H, 1)  # [BH, HP], resident
     acc_dtype = hbuf_ptr.dtype.element_ty
-    m_h = (o_k[:, None] < H) & (o_b[None, :] < B)
+    zero = tl.zeros((BLOCK_H, BLOCK_B), dtype=acc_dtype)
     for s in range(T):
         cur = s % 2
-        # .cg: read the peers' fresh h_{t-1} from L2, never a stale L1 line.
-        p_h = hbuf_ptr + ((cur * D + i_d) * B + o_b[None, :]) * H + o_k[:, None]
-        h_t = tl.load(p_h, mask=m_h, other=0.0, cache_modifier=".cg")   # [HP, BB] = h_{t-1}^T
-        zero = tl.zeros((BLOCK_H, BLOCK_B), dtype=acc_dtype)
+        h_t = _state_tile(hbuf_ptr + (cur * D + i_d) * B * H, o_b, o_k, B, H)   # [HP, BB] = h_{t-1}^T
         acc_r = dot_acc(w_r, h_t, zero, MMA_LOWP, DOT_PRECISION)
         acc_z = dot_acc(w_z, h_t, zero, MMA_LOWP, DOT_PRECISION)
-        acc_n = dot_acc(w_n, h_t, zero, MMA_LOWP, DOT_PRECISION)
+        if RESET_AFTER:
+            acc_n = dot_acc(w_n, h_t, zero, MMA_LOWP, DOT_PRECISION)
+        else:
+            fwd_reset_finish(tl.trans(acc_r), gx_ptr, lengths_ptr, hbuf_ptr, gates_ptr, i_b, i_n, i_d, s, cur,
+                             T, B, H, D, stride_gx_t, stride_gx_b, SAVE, BLOCK_B, BLOCK_H)
+            _meet(p_count, (s * PHASES + 1) * n_peers, n_peers)  # every unit's r * h_{t-1} written
+            rh_t = _state_tile(hbuf_ptr + (2 * D + i_d) * B * H, o_b, o_k, B, H)
+            acc_n = dot_acc(w_n, rh_t, zero, MMA_LOWP, DOT_PRECISION)
         fwd_finish(
             tl.trans(acc_r), tl.trans(acc_z), tl.trans(acc_n),
             gx_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
             i_b, i_n, i_d, s, cur, T, B, H, D, stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
-            HAS_BHN, SAVE, BLOCK_B, BLOCK_H,
+            HAS_BHN, SAVE, RESET_AFTER, BLOCK_B, BLOCK_H,
         )
         # Ping-pong state: one barrier per step suffices (no peer can still be reading the
-        # buffer written next step once all have arrived here).
-        _meet(p_count, (s + 1) * n_peers, n_peers)
+        # buffer written next step once all have arrived here; nor the r * h slot, RESET_AFTER=False).
+        _meet(p_count, (s + 1) * PHASES * n_peers, n_peers)
 
 
 @triton.jit
@@ -98,11 +116,12 @@ def gru_bwd_persistent_kernel(
     dout_ptr, whh_ptr, lengths_ptr, dbuf_ptr, hprev_ptr, gates_ptr, dgx_ptr, dgh_ptr, count_ptr,
     T, B, H, D,
     stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b,
-    MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    RESET_AFTER: tl.constexpr, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_HP: tl.constexpr,
 ):
     i_n, i_b, i_d, o_n, o_k, p_count = _program(count_ptr, BLOCK_H, BLOCK_HP)
     n_peers = tl.num_programs(0)
+    PHASES: tl.constexpr = 1 if RESET_AFTER else 2
     w_r, w_z, w_n = _weight_tiles(whh_ptr, i_d, o_n, o_k, H, 1, H)  # [BH, HP] = W_g[:, units]^T, resident
     acc_dtype = dbuf_ptr.dtype.element_ty
     for step in range(T):
@@ -111,18 +130,26 @@ def gru_bwd_persistent_kernel(
         _bwd_gates_block(
             dout_ptr, lengths_ptr, dbuf_ptr, hprev_ptr, gates_ptr, dgx_ptr, dgh_ptr,
             i_b, i_n, i_d, s, cur, T, B, H, D,
-            stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b, BLOCK_B, BLOCK_H,
+            stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b, RESET_AFTER, BLOCK_B, BLOCK_H,
         )
         # dgh_t of every hidden unit is needed below. dh is carried per hidden block, so this is
-        # the only barrier of the step; dgh has a slot per time step, so nothing is overwritten.
-        _meet(p_count, (step + 1) * n_peers, n_peers)
+        # the only barrier of the step (RESET_AFTER=False: one more after the reset phase); dgh
+        # has a slot per time step, so nothing is overwritten.
+        _meet(p_count, (step * PHASES + 1) * n_peers, n_peers)
         o_b, _, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
         p_dgh = dgh_ptr + ((i_d * T + t[None, :]) * B + o_b[None, :]) * 3 * H + o_k[:, None]   # [HP, BB]
         m_dg = (o_k[:, None] < H) & live[None, :]
         acc = tl.zeros((BLOCK_H, BLOCK_B), dtype=acc_dtype)
+        if RESET_AFTER:
+            acc = dot_acc(w_n, tl.load(p_dgh + 2 * H, mask=m_dg, other=0.0, cache_modifier=".cg"), acc, MMA_LOWP, DOT_PRECISION)
+        else:
+            drh = dot_acc(w_n, tl.load(p_dgh + 2 * H, mask=m_dg, other=0.0, cache_modifier=".cg"), acc, MMA_LOWP, DOT_PRECISION)
+            bwd_reset_finish(tl.trans(drh), dout_ptr, lengths_ptr, dbuf_ptr, hprev_ptr, gates_ptr, dgx_ptr, dgh_ptr,
+                             i_b, i_n, i_d, s, cur, T, B, H, D, stride_dout_t, stride_dout_b, stride_dgx_t, stride_dgx_b,
+                             BLOCK_B, BLOCK_H)
+            _meet(p_count, (step * PHASES + 2) * n_peers, n_peers)  # every unit's da_r written
         acc = dot_acc(w_r, tl.load(p_dgh, mask=m_dg, other=0.0, cache_modifier=".cg"), acc, MMA_LOWP, DOT_PRECISION)
         acc = dot_acc(w_z, tl.load(p_dgh + H, mask=m_dg, other=0.0, cache_modifier=".cg"), acc, MMA_LOWP, DOT_PRECISION)
-        acc = dot_acc(w_n, tl.load(p_dgh + 2 * H, mask=m_dg, other=0.0, cache_modifier=".cg"), acc, MMA_LOWP, DOT_PRECISION)
         bwd_carry_finish(tl.trans(acc), dout_ptr, lengths_ptr, dbuf_ptr, gates_ptr, i_b, i_n, i_d, s, cur, T, B, H, D,
-                         stride_dout_t, stride_dout_b, BLOCK_B, BLOCK_H)
+                         stride_dout_t, stride_dout_b, RESET_AFTER, BLOCK_B, BLOCK_H)
         tl.debug_barrier()  # this block's dh_{t-1} complete before the next step's gates read it

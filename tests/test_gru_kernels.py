@@ -34,18 +34,20 @@ def _copy(ws, dtype):
     return [[t.detach().to(dtype).requires_grad_() if t is not None else None for t in w] for w in ws]
 
 
-def check_against_reference(L, D, T, B, I, H, dtype, device, strategy, lengths=None, bias=True, batch_first=False):
+def check_against_reference(L, D, T, B, I, H, dtype, device, strategy, lengths=None, bias=True, batch_first=False,
+                            reset_after=True):
     ws64 = make_weights(L, D, I, H, torch.float64, device, bias)
     x64 = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=torch.float64, device=device, requires_grad=True)
     h64 = torch.randn(L * D, B, H, dtype=torch.float64, device=device, requires_grad=True)
     x, h0, ws = x64.detach().to(dtype).requires_grad_(), h64.detach().to(dtype).requires_grad_(), _copy(ws64, dtype)
 
     def ours(x, h0, ws, lengths):
-        return functional.gru(x, h0, ws, L, D == 2, batch_first, lengths=lengths, strategy=strategy)
+        return functional.gru(x, h0, ws, L, D == 2, batch_first, lengths=lengths, strategy=strategy,
+                              reset_after=reset_after)
 
     def ref(x, h0, ws, lengths):
         xt = x.transpose(0, 1) if batch_first else x
-        out, h_n = reference.gru(xt, h0, ws, L, D == 2, lengths)
+        out, h_n = reference.gru(xt, h0, ws, L, D == 2, lengths, reset_after=reset_after)
         return (out.transpose(0, 1) if batch_first else out), h_n
 
     outs, grads = run(ours, x, h0, ws, lengths)

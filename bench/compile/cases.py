@@ -27,6 +27,7 @@ DTYPES = {
 class Grid:
     gru: tuple  # (B, H, D) per layer shape
     gru_forced: tuple  # strategies also run forced, beside the dispatcher's own pick
+    gru_reset_before: tuple  # (B, H, D) also compiled with reset_after=False (same forced strategies)
     cell: tuple  # (B, H)
     attention: tuple  # (N, Tq, T, F, D); F is A (additive) or K (dot)
     T: int = 2
@@ -36,11 +37,13 @@ class Grid:
 FULL = Grid(
     gru=tuple((B, H, D) for H in (64, 256, 300, 512, 1024) for B in (1, 8, 64, 512) for D in (1, 2)),
     gru_forced=("persistent",),
+    gru_reset_before=tuple((B, H, D) for H in (64, 256, 1024) for B in (1, 64) for D in (1, 2)),
     cell=tuple((B, H) for B in (1, 64, 512) for H in (256, 1024)),
     attention=tuple((32, Tq, T, A, D) for Tq in (1, 64) for T in (128, 512) for A in (64, 128) for D in (128, 256)),
 )
 # CI's form: every kernel (every strategy forced), one small shape per dtype, one config each.
-QUICK = Grid(gru=((8, 64, 2),), gru_forced=("rows", "stepwise", "persistent"), cell=((8, 64),),
+QUICK = Grid(gru=((8, 64, 2),), gru_forced=("rows", "stepwise", "persistent"), gru_reset_before=((8, 64, 2),),
+             cell=((8, 64),),
              attention=((2, 1, 32, 32, 32), (2, 16, 32, 32, 32)))
 
 
@@ -74,14 +77,14 @@ class _NotPlanned(Exception):
     """plan_gru cannot hold this shape with the forced strategy (not a compile failure)."""
 
 
-def gru_layer(target, dtype_label, B, H, D, T, I, strategy):
+def gru_layer(target, dtype_label, B, H, D, T, I, strategy, reset_after=True):
     """One layer's forward (save=True) and backward with ``strategy`` (None: the dispatcher's pick).
     Returns the strategies whose kernels ran in both passes."""
     dt = DTYPES[dtype_label][0]
     z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
     x, h0, w_ih, w_hh, b_ih, b_hh = z(T, B, I), z(D, B, H), z(D * 3 * H, I), z(D, 3 * H, H), z(D * 3 * H), z(D, 3 * H)
     lengths = torch.full((B,), T, dtype=torch.int64)
-    shape = dict(B=B, H=H, D=D, T=T, I=I)
+    shape = dict(B=B, H=H, D=D, T=T, I=I, **({} if reset_after else {"reset_after": False}))
     pick = "dispatcher" if strategy is None else "forced"
     start = len(target.rows)
     for pass_ in ("forward", "backward"):
@@ -89,13 +92,14 @@ def gru_layer(target, dtype_label, B, H, D, T, I, strategy):
             try:
                 if pass_ == "forward":
                     res = _guarded(target, "gru_layer_forward", AG.gru_layer_forward,
-                                   x, h0, w_ih, w_hh, b_ih, b_hh, lengths, False, True, strategy)
+                                   x, h0, w_ih, w_hh, b_ih, b_hh, lengths, False, True, strategy, reset_after)
                     if res is None:
                         break
                     out, _, (hprev, gates) = res
                 else:
                     _guarded(target, "gru_layer_backward", AG.gru_layer_backward,
-                             torch.zeros_like(out), z(D, B, H), x, w_ih, w_hh, lengths, hprev, gates, False, strategy)
+                             torch.zeros_like(out), z(D, B, H), x, w_ih, w_hh, lengths, hprev, gates, False, strategy,
+                             reset_after)
             except _NotPlanned as exc:
                 target.notes.append(f"{dtype_label} {_fmt(shape)} {pass_}: {exc}")
                 if pass_ == "forward":
@@ -154,11 +158,12 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
     the case families named in ``families``."""
     for label in dtypes:
         with tf32(DTYPES[label][1]), torch.no_grad():
-            for B, H, D in grid.gru if "gru" in families else ():
-                ran = gru_layer(target, label, B, H, D, grid.T, grid.I, None)
-                for strategy in grid.gru_forced:
-                    if strategy not in ran:
-                        gru_layer(target, label, B, H, D, grid.T, grid.I, strategy)
+            for reset_after, shapes in ((True, grid.gru), (False, grid.gru_reset_before)):
+                for B, H, D in shapes if "gru" in families else ():
+                    ran = gru_layer(target, label, B, H, D, grid.T, grid.I, None, reset_after)
+                    for strategy in grid.gru_forced:
+                        if strategy not in ran:
+                            gru_layer(target, label, B, H, D, grid.T, grid.I, strategy, reset_after)
             for B, H in grid.cell if "cell" in families else ():
                 gru_cell(target, label, B, H)
             for score in AA.SCORES if "attention" in families else ():

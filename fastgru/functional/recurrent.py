@@ -77,8 +77,10 @@ def gru(
     training: bool = False,
     lengths: torch.Tensor | None = None,
     strategy: str | None = None,
+    reset_after: bool = True,
 ):
-    """A stack of GRU layers, nn.GRU's equations.
+    """A stack of GRU layers, nn.GRU's equations (``reset_after=False``: the reset gate scales
+    the state before the recurrent matmul, n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)).
 
     input (T, B, I) or (B, T, I) with ``batch_first``; hx (L*D, B, H); weights: one
     (w_ih (3H, I_l), w_hh (3H, H), b_ih (3H,) or None, b_hh (3H,) or None) per layer and direction,
@@ -87,13 +89,18 @@ def gru(
     Returns (output (..., D*H) laid out like input, h_n (L*D, B, H)).
     """
     check_gru_inputs(input, hx, weights, num_layers, bidirectional, batch_first, lengths)
+    if not isinstance(reset_after, bool):
+        raise TypeError(f"GRU: reset_after must be a bool, got {type(reset_after).__name__}")
     if lengths is not None:
         lengths = torch.as_tensor(lengths)
     B = input.shape[0] if batch_first else input.shape[1]
     which = backend.backend_for(input)
-    if which == "reference" or B == 0:
+    if which == "reference" or B == 0 or (which == "torch" and not reset_after):
         # B == 0: nothing to compute; the reference's loop over empty tensors keeps autograd intact.
-        return _reference_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths)
+        # PyTorch has no operator for reset_after=False: its CPU path is the reference's math.
+        return _reference_gru(
+            input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths, reset_after
+        )
     if which == "torch":
         return _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths)
 
@@ -110,7 +117,9 @@ def gru(
         has_bias = ws[0][2] is not None
         b_ih = (torch.cat([w[2] for w in ws]) if D == 2 else ws[0][2]) if has_bias else None
         b_hh = torch.stack([w[3] for w in ws]) if has_bias else None
-        out, h = gru_layer_op(layer_in, hx[layer * D : (layer + 1) * D], w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy)
+        out, h = gru_layer_op(
+            layer_in, hx[layer * D : (layer + 1) * D], w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy, reset_after
+        )
         h_n.append(h)
         if dropout > 0 and training and layer < num_layers - 1:
             out = F.dropout(out, p=dropout, training=True)
@@ -118,9 +127,9 @@ def gru(
     return layer_in, torch.cat(h_n)
 
 
-def _reference_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):
+def _reference_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths, reset_after):
     x = input.transpose(0, 1) if batch_first else input
-    out, h_n = reference.gru(x, hx, weights, num_layers, bidirectional, lengths, dropout, training)
+    out, h_n = reference.gru(x, hx, weights, num_layers, bidirectional, lengths, dropout, training, reset_after)
     return (out.transpose(0, 1) if batch_first else out), h_n
 
 
@@ -143,8 +152,9 @@ def _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropo
 
 
 @autocast_entry
-def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
-    """One GRU step: input (B, I), hx (B, H) -> h' (B, H); nn.GRUCell's equations."""
+def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True):
+    """One GRU step: input (B, I), hx (B, H) -> h' (B, H); nn.GRUCell's equations
+    (``reset_after=False``: the reset gate before the recurrent matmul, as in gru)."""
     if input.dim() != 2 or hx.dim() != 2:
         raise ValueError(f"gru_cell: expected 2-D input and hx, got {input.dim()}-D and {hx.dim()}-D")
     if input.shape[1] != w_ih.shape[1]:
@@ -156,9 +166,18 @@ def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
     _check_weights_match(input, w_ih, "input")
     if hx.dtype != input.dtype or hx.device != input.device:
         raise RuntimeError(f"hx must have input's dtype and device ({input.dtype}, {input.device}), got ({hx.dtype}, {hx.device})")
+    if not isinstance(reset_after, bool):
+        raise TypeError(f"GRUCell: reset_after must be a bool, got {type(reset_after).__name__}")
     which = backend.backend_for(input)
-    if which == "reference" or input.shape[0] == 0:
-        return reference.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
+    if which == "reference" or input.shape[0] == 0 or (which == "torch" and not reset_after):
+        return reference.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh, reset_after)
     if which == "torch":
         return torch.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
+    if not reset_after:
+        # Two phases per step (r before the candidate's matmul): one step of the layer kernels.
+        lengths = torch.ones(input.shape[0], dtype=torch.int64, device=input.device)
+        b_hh = b_hh.unsqueeze(0) if b_hh is not None else None
+        out, _ = gru_layer_op(input.unsqueeze(0), hx.unsqueeze(0), w_ih, w_hh.unsqueeze(0), b_ih, b_hh, lengths,
+                              False, None, False)
+        return out[0]
     return gru_cell_op(input, hx, w_ih, w_hh, b_ih, b_hh)

@@ -53,7 +53,7 @@ def gru_cell_backward(dh_new, x, h, w_ih, w_hh, gates):
     launch(
         bwd.gru_bwd_gates_kernel, (plan.batch_blocks, plan.hidden_blocks, 1),
         [dh_new, lengths, dbuf, hprev, gates, dgx, dgh, 0, 0, 1, B, H, 1, 0, dh_new.stride(0), 0, dgx.stride(1)],
-        dict(BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, num_warps=plan.num_warps),
+        dict(RESET_AFTER=True, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, num_warps=plan.num_warps),
     )
     dgx, dgh = dgx[0], dgh[0, 0]
     z = gates[:, H : 2 * H]

@@ -7,6 +7,8 @@ large matrix product runs as one (cuBLAS on GPU):
 
 Saved for backward (not recomputed): the gates r, z, n and W_hn h + b_hn of every step, and the
 state entering every step (h_prev), in the accumulator dtype (fp32; fp64 for fp64 inputs).
+``reset_after=False`` (n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)): all of b_hh rides on the
+GEMM, the gates' fourth slot holds r * h instead, and dW_hh's n rows are da_n^T (r * h).
 Recomputing them would mean re-running the sequential recurrence, the expensive part; h_prev is
 needed for dW_hh anyway. Cost: 5 * D * T * B * H accumulator elements per layer.
 """
@@ -51,16 +53,19 @@ def _time_batch_strides(t: torch.Tensor, batch_first: bool):
     return (t.stride(1), t.stride(0)) if batch_first else (t.stride(0), t.stride(1))
 
 
-def _folded_input_bias(b_ih, b_hh, D, H):
-    """b_ih + [b_hr, b_hz, 0] per direction: the part of the bias that can ride on the GEMM."""
+def _folded_input_bias(b_ih, b_hh, D, H, reset_after):
+    """b_ih + [b_hr, b_hz, 0] per direction: the part of the bias that can ride on the GEMM
+    (reset_after=False: b_ih + b_hh, none of b_hh being inside the reset gate)."""
     if b_ih is None:
         return None
+    if not reset_after:
+        return b_ih + b_hh.reshape(-1)
     b_hh_rz = b_hh.view(D, 3, H).clone()
     b_hh_rz[:, 2] = 0
     return b_ih + b_hh_rz.reshape(-1)
 
 
-def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy=None):
+def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy=None, reset_after=True):
     """Run one layer (all directions) through the kernels.
 
     x (T, B, I) or (B, T, I); h0 (D, B, H); w_ih (D*3H, I); w_hh (D, 3H, H); b_ih (D*3H,) or None;
@@ -72,21 +77,25 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
     T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     acc = acc_dtype(x.dtype)
 
-    gx = F.linear(x, w_ih, _folded_input_bias(b_ih, b_hh, D, H))
+    gx = F.linear(x, w_ih, _folded_input_bias(b_ih, b_hh, D, H, reset_after))
     out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
     out = backend.new_empty(out_shape, x.dtype, x.device)
-    hbuf = backend.new_empty((2, D, B, H), acc, x.device)
+    # Ping-pong state; reset_after=False adds a slot for r * h_{t-1}.
+    hbuf = backend.new_empty((2 if reset_after else 3, D, B, H), acc, x.device)
     hbuf[0].copy_(h0)
     if save:
         hprev = backend.new_empty((D, T, B, H), acc, x.device)
         gates = backend.new_empty((D, T, B, 4 * H), acc, x.device)
     else:
         hprev = gates = hbuf  # never written (SAVE=False)
-    bhn = b_hh.view(D, 3, H)[:, 2].contiguous() if b_hh is not None else hbuf
+    has_bhn = b_hh is not None and reset_after
+    bhn = b_hh.view(D, 3, H)[:, 2].contiguous() if has_bhn else hbuf
 
     args = [gx, w_hh, bhn, lengths, hbuf, out, hprev, gates]
-    sizes = [T, B, H, D, *_time_batch_strides(gx, batch_first), *_time_batch_strides(out, batch_first)]
-    meta = dict(HAS_BHN=b_hh is not None, SAVE=save, **_layer_dot_options(w_hh))
+    gx_strides = _time_batch_strides(gx, batch_first)
+    sizes = [T, B, H, D, *gx_strides, *_time_batch_strides(out, batch_first)]
+    dot = _layer_dot_options(w_hh)
+    meta = dict(HAS_BHN=has_bhn, SAVE=save, RESET_AFTER=reset_after, **dot)
 
     def job(plan, s=0):
         """The launch (kernel, grid, args, meta) of ``plan``; stepwise: its step ``s``."""
@@ -99,14 +108,22 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
                     [*args, counters, *sizes], dict(m, launch_cooperative_grid=True))
         return fwd.gru_fwd_step_kernel, (plan.batch_blocks, plan.hidden_blocks, D), [*args, s, *sizes], m
 
+    def reset_phase(plan, s):
+        """stepwise, reset_after=False: the launch of step s's reset phase (before job's)."""
+        return (fwd.gru_fwd_reset_kernel, (plan.batch_blocks, plan.hidden_blocks, D),
+                [gx, w_hh, lengths, hbuf, gates, s, T, B, H, D, *gx_strides],
+                dict(SAVE=save, **dot, **plan.blocks(), num_warps=plan.num_warps))
+
     plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=lambda p: resources(*job(p)))
     for s in range(T if plan.strategy == "stepwise" else 1):
+        if plan.strategy == "stepwise" and not reset_after:
+            launch(*reset_phase(plan, s))
         launch(*job(plan, s))
     h_n = hbuf[T % 2].to(x.dtype, copy=True)  # a fresh tensor, not a view into the scratch buffer
     return out, h_n, (hprev, gates)
 
 
-def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, strategy=None):
+def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_first, strategy=None, reset_after=True):
     """Reverse-time kernels, then the GEMMs. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh
     (bias gradients in the accumulator dtype; the caller casts). The strategy is planned anew:
     the saved state's layout is the same whichever strategy ran the forward."""
@@ -123,7 +140,7 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
     dout = dout.contiguous() if dout.stride(-1) != 1 else dout
     d_strides = [*_time_batch_strides(dout, batch_first)]
     g_strides = [*_time_batch_strides(dgx, batch_first)]
-    dot = _layer_dot_options(w_hh)
+    dot = dict(RESET_AFTER=reset_after, **_layer_dot_options(w_hh))
     state = [lengths, dbuf, hprev, gates, dgx, dgh]
     sizes = [T, B, H, D, *d_strides, *g_strides]
 
@@ -157,17 +174,25 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
         launch(*job(plan))
     else:
         gates_tile = dict(num_warps=plan.num_warps, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h)
+        grid = (plan.batch_blocks, plan.hidden_blocks, D)
         for step in range(T):
             s, cur = T - 1 - step, step % 2
-            launch(bwd.gru_bwd_gates_kernel, (plan.batch_blocks, plan.hidden_blocks, D),
-                   [dout, *state, s, cur, *sizes], gates_tile)
+            launch(bwd.gru_bwd_gates_kernel, grid, [dout, *state, s, cur, *sizes], dict(gates_tile, RESET_AFTER=reset_after))
+            if not reset_after:
+                launch(bwd.gru_bwd_reset_kernel, grid, [dout, w_hh, *state, s, cur, *sizes],
+                       dict(num_warps=plan.num_warps, **_layer_dot_options(w_hh), **plan.blocks()))
             launch(*job(plan, step))
     dh0 = dbuf[T % 2]
 
     flat_dgx = dgx.reshape(-1, D * H3)
     dx = (dgx @ w_ih).to(x.dtype)
     dw_ih = flat_dgx.t().to(x.dtype) @ x.reshape(-1, x.shape[-1])
-    dw_hh = torch.bmm(dgh.reshape(D, -1, H3).transpose(1, 2), hprev.reshape(D, -1, H))
+    dgh_t = dgh.reshape(D, -1, H3).transpose(1, 2)
+    if reset_after:
+        dw_hh = torch.bmm(dgh_t, hprev.reshape(D, -1, H))
+    else:  # the n rows' input was r * h (the gates' fourth slot)
+        dw_hh = torch.cat([torch.bmm(dgh_t[:, : 2 * H], hprev.reshape(D, -1, H)),
+                           torch.bmm(dgh_t[:, 2 * H :], gates[..., 3 * H :].reshape(D, -1, H))], dim=1)
     db_ih = flat_dgx.sum(0, dtype=acc)
     db_hh = dgh.sum(dim=(1, 2))
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

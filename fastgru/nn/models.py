@@ -17,7 +17,8 @@ class GRUAttention(nn.Module):
 
     Submodules: ``encoder`` (fastgru.GRU, batch_first=True), ``pooling`` (AttentionPooling over
     the encoder's num_directions * hidden_size features, attention_size defaults to hidden_size),
-    ``head`` (nn.Linear to output_size). ``dropout`` is the GRU's (between layers).
+    ``head`` (nn.Linear to output_size). ``dropout`` is the GRU's (between layers);
+    ``reset_after=False`` gives the encoder the original GRU formulation (see GRU).
 
     forward(x (N, T, input_size), lengths=None) -> (logits (N, output_size), weights (N, T)).
     With ``lengths`` (N,) the encoder runs each row over its own steps (the reverse direction
@@ -26,11 +27,11 @@ class GRUAttention(nn.Module):
     """
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, attention_size=None,
-                 bidirectional=False, dropout=0.0, device=None, dtype=None):
+                 bidirectional=False, dropout=0.0, device=None, dtype=None, *, reset_after=True):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.encoder = GRU(input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                           dropout=dropout, bidirectional=bidirectional, **factory)
+                           dropout=dropout, bidirectional=bidirectional, reset_after=reset_after, **factory)
         features = hidden_size * (2 if bidirectional else 1)
         self.pooling = AttentionPooling(features, attention_size or hidden_size, **factory)
         self.head = nn.Linear(features, output_size, **factory)

@@ -25,7 +25,11 @@ __all__ = ["GRU", "GRUCell", "convert"]
 class GRU(nn.Module):
     """Multi-layer GRU with nn.GRU's interface; the recurrence runs in fused Triton kernels on GPU.
 
-    Extra keyword ``strategy`` (None, "rows" or "stepwise") forces a recurrence kernel (benchmarks).
+    Extra keywords:
+      ``reset_after`` (default True): nn.GRU's formulation, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+        False is the original one (Cho et al. 2014; Keras' GRU(reset_after=False), ONNX's GRU with
+        linear_before_reset=0): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn). Same parameters.
+      ``strategy`` (None, "rows", "stepwise" or "persistent") forces a recurrence kernel (benchmarks).
     """
 
     def __init__(
@@ -40,10 +44,13 @@ class GRU(nn.Module):
         device=None,
         dtype=None,
         *,
+        reset_after: bool = True,
         strategy: str | None = None,
         **kwargs,
     ):
         super().__init__()
+        if not isinstance(reset_after, bool):
+            raise TypeError(f"reset_after should be a bool, got: {type(reset_after).__name__}")
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if strategy is not None and strategy not in STRATEGIES:
@@ -73,6 +80,7 @@ class GRU(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.proj_size = 0
+        self.reset_after = reset_after
         self.strategy = strategy
         factory = {"device": device, "dtype": dtype}
         D = 2 if bidirectional else 1
@@ -122,11 +130,14 @@ class GRU(nn.Module):
             s += ", dropout={dropout}"
         if self.bidirectional is not False:
             s += ", bidirectional={bidirectional}"
+        if self.reset_after is not True:
+            s += ", reset_after={reset_after}"
         return s.format(**self.__dict__)
 
     def __setstate__(self, state):
         super().__setstate__(state)
         self.__dict__.setdefault("strategy", None)
+        self.__dict__.setdefault("reset_after", True)
 
     def forward(self, input, hx=None, *, lengths=None):
         """nn.GRU's forward. Beyond it, ``lengths`` (B,) integers in [1, T] with a padded batched
@@ -183,17 +194,26 @@ class GRU(nn.Module):
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
 
     def _run(self, input, hx, lengths):
+        if torch.onnx.is_in_onnx_export():
+            from ..interop.onnx_export import gru_onnx_forward
+
+            return gru_onnx_forward(self, input, hx, lengths)
         return F_.gru(
             input, hx, self._layer_weights(), self.num_layers, self.bidirectional, self.batch_first,
-            self.dropout, self.training, lengths, self.strategy,
+            self.dropout, self.training, lengths, self.strategy, self.reset_after,
         )
 
 
 class GRUCell(nn.Module):
-    """nn.GRUCell's interface; one fused kernel per step on GPU (both matmuls and the gates)."""
+    """nn.GRUCell's interface; one fused kernel per step on GPU (both matmuls and the gates).
+    ``reset_after`` as in GRU (False: the input projection as one GEMM, then the two-phase step
+    of the layer kernels)."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
+                 reset_after: bool = True):
         super().__init__()
+        if not isinstance(reset_after, bool):
+            raise TypeError(f"reset_after should be a bool, got: {type(reset_after).__name__}")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
@@ -203,6 +223,7 @@ class GRUCell(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
+        self.reset_after = reset_after
         self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
         if bias:
@@ -219,7 +240,13 @@ class GRUCell(nn.Module):
         s = "{input_size}, {hidden_size}"
         if not self.bias:
             s += ", bias={bias}"
+        if self.reset_after is not True:
+            s += ", reset_after={reset_after}"
         return s.format(**self.__dict__)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__.setdefault("reset_after", True)
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
         if not isinstance(input, torch.Tensor):
@@ -235,7 +262,7 @@ class GRUCell(nn.Module):
             hx = torch.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
         elif not batched:
             hx = hx.unsqueeze(0)
-        out = F_.gru_cell(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        out = F_.gru_cell(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.reset_after)
         return out if batched else out.squeeze(0)
 
 
@@ -245,6 +272,11 @@ _TO_TORCH = {GRU: nn.GRU, GRUCell: nn.GRUCell}
 
 def _swap(module: nn.Module, target: type) -> nn.Module:
     """A new ``target`` module with ``module``'s configuration, sharing its Parameter objects."""
+    if not getattr(module, "reset_after", True):
+        raise ValueError(
+            f"convert: a {type(module).__name__} with reset_after=False has no torch.nn equivalent (nn.GRU and "
+            "nn.GRUCell apply the reset gate after the recurrent matmul); keep it a fastgru module"
+        )
     if isinstance(module, (nn.GRU, GRU)):
         new = target(
             module.input_size, module.hidden_size, module.num_layers, module.bias, module.batch_first,
@@ -264,11 +296,15 @@ def _swap(module: nn.Module, target: type) -> nn.Module:
 
 def convert(model: nn.Module, inplace: bool = False, to: str = "fastgru") -> nn.Module:
     """Swap every nn.GRU / nn.GRUCell in ``model`` for fastgru's (``to="fastgru"``), or back
-    (``to="torch"``). Parameters are kept as they are (same tensors, device and dtype).
+    (``to="torch"``). Parameters are kept as they are (same tensors, device and dtype). A fastgru
+    module with ``reset_after=False`` cannot become an nn module: ValueError, before anything changes.
     Returns the converted model; with ``inplace=False`` the input model is left untouched."""
     if to not in ("fastgru", "torch"):
         raise ValueError(f'to must be "fastgru" or "torch", got {to!r}')
     table = _TO_FAST if to == "fastgru" else _TO_TORCH
+    for m in model.modules():
+        if type(m) in table and not getattr(m, "reset_after", True):
+            _swap(m, table[type(m)])  # raises: checked for every module before any is swapped
     if not inplace:
         model = copy.deepcopy(model)
     if type(model) in table:
