@@ -70,8 +70,11 @@ def requested() -> str:
 
 
 def backend_for(*tensors: torch.Tensor) -> str:
-    """Which implementation handles an op on these tensors: triton, interpret, torch or reference."""
-    if _requested == "reference":
+    """Which implementation handles an op on these tensors: triton, interpret, torch or reference.
+    While torch.onnx.export traces a model, always ``reference``: plain PyTorch ops, which the
+    exporter turns into standard ONNX operators (the kernels' custom ops have no ONNX form; GRU
+    modules export as ONNX GRU nodes before they get here). torch.compile reads the flag as False."""
+    if _requested == "reference" or torch.onnx.is_in_onnx_export():
         return "reference"
     on_cuda = any(t.is_cuda for t in tensors if t is not None)
     if on_cuda:

@@ -1,0 +1,166 @@
+"""ONNX GRU node tensors <-> fastgru.GRU.
+
+An ONNX ``GRU`` node (opset 7 and later) takes, with D = num_directions (1 for "forward" and
+"reverse", 2 for "bidirectional") and gate blocks in the order **z, r, h** (fastgru / nn.GRU:
+r, z, n):
+
+* ``W`` (D, 3H, input_size):  input weights, nn.GRU's ``weight_ih`` layout per direction
+* ``R`` (D, 3H, H):           recurrent weights, ``weight_hh`` layout
+* ``B`` (D, 6H), optional:    ``[Wb (3H), Rb (3H)]``, i.e. ``bias_ih`` then ``bias_hh``; absent = zeros
+
+so per direction d (0 forward, 1 the reverse direction of a bidirectional node)::
+
+    weight_ih = swap_rz(W[d])    weight_hh = swap_rz(R[d])
+    bias_ih   = swap_rz(B[d, :3H])   bias_hh = swap_rz(B[d, 3H:])
+
+The attribute ``linear_before_reset=1`` is nn.GRU's formula (``reset_after=True``);
+``linear_before_reset=0``, ONNX's default, is ``reset_after=False``. (PyTorch's ONNX export of
+nn.GRU writes linear_before_reset=1.)
+
+Inputs and outputs, for ``layout=0`` (ONNX's default, time-major, ``batch_first=False``):
+``initial_h`` (D, batch, H) is the module's ``hx`` as it is; ``Y_h`` is ``h_n``; ONNX's ``Y``
+(seq, D, batch, H) is the module's output (seq, batch, D * H) viewed as (seq, batch, D, H) and
+permuted to (seq, D, batch, H). ``sequence_lens`` is the module's ``lengths=``. With ``layout=1``
+(batch-first X and Y), build the module with ``batch_first=True`` and transpose initial_h and
+Y_h, which ONNX then also stores batch-first, (batch, D, H).
+
+Not carried by the tensors: ``activations`` other than the default (Sigmoid, Tanh),
+``activation_alpha`` / ``activation_beta``, and ``clip``; such nodes have no fastgru
+equivalent. A single ``direction="reverse"`` has no nn.GRU equivalent either (see from_onnx).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from .gate_order import swap_rz
+from .layer_weights import as_tensor, build_gru, module_layer, to_numpy
+
+__all__ = ["from_onnx", "to_onnx"]
+
+_DIRECTIONS = ("forward", "reverse", "bidirectional")
+
+
+def from_onnx(
+    W,
+    R,
+    B=None,
+    *,
+    linear_before_reset: int = 0,
+    direction: str = "forward",
+    hidden_size: int | None = None,
+    batch_first: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+):
+    """A one-layer ``fastgru.GRU`` holding an ONNX GRU node's ``W``, ``R`` and ``B``.
+
+    ``W`` (D, 3H, input_size), ``R`` (D, 3H, H), ``B`` (D, 6H) or None: numpy arrays or torch
+    tensors in ONNX's layout and gate order (z, r, h), D = 2 for ``direction="bidirectional"``,
+    else 1. ``B=None`` (the node has no B input, which ONNX reads as zeros) gives a ``bias=False``
+    module, the same function; pass ``B=np.zeros((D, 6 * H))`` for trainable zero biases.
+    ``linear_before_reset`` (0, ONNX's default, or 1) becomes the module's ``reset_after``
+    (1 -> True, nn.GRU's formula). ``hidden_size``, the node's attribute, is optional and checked
+    against ``R``. ``batch_first`` corresponds to the node's ``layout`` (see the module docstring
+    for initial_h / Y / Y_h). ``from_onnx(**to_onnx(module))`` rebuilds a module.
+
+    ``direction="reverse"`` (one direction reading the sequence from its end) raises ValueError:
+    torch.nn.GRU, and so fastgru, has a reverse direction only inside ``bidirectional=True``. Build
+    the forward module from the same tensors and reverse time around it::
+
+        m = from_onnx(W, R, B, direction="forward", linear_before_reset=lbr)
+        y, h_n = m(x.flip(0), h0)      # ONNX's Y = y.flip(0), Y_h = h_n
+
+    (time is dim 1 with ``batch_first=True``; with sequence_lens, reverse each sequence within its
+    own length instead of flipping the padded tensor).
+
+    Wrong shapes, dimensions, types or attribute values raise ValueError / TypeError naming the
+    argument.
+    """
+    if not isinstance(direction, str) or direction not in _DIRECTIONS:
+        raise ValueError(f"from_onnx: direction must be one of {_DIRECTIONS}, got {direction!r}")
+    if direction == "reverse":
+        raise ValueError(
+            "from_onnx: direction='reverse' (a single direction that reads the sequence from its end) has no "
+            "fastgru / torch.nn.GRU equivalent: their reverse direction exists only inside bidirectional=True. "
+            "Build the forward module from the same tensors, from_onnx(W, R, B, direction='forward', ...), and "
+            "run it on the input reversed along time, reversing its output back: y, h_n = m(x.flip(0)); "
+            "Y = y.flip(0) (time is dim 1 with batch_first=True; with sequence_lens, reverse each sequence "
+            "within its own length)"
+        )
+    try:
+        lbr = operator.index(linear_before_reset)
+    except TypeError:
+        lbr = None
+    if lbr not in (0, 1):
+        raise ValueError(f"from_onnx: linear_before_reset must be 0 or 1, got {linear_before_reset!r}")
+    D = 2 if direction == "bidirectional" else 1
+
+    W = as_tensor(W, "W", "from_onnx", "(num_directions, 3 * hidden_size, input_size)")
+    R = as_tensor(R, "R", "from_onnx", "(num_directions, 3 * hidden_size, hidden_size)")
+    if R.dim() != 3 or R.shape[2] == 0 or R.shape[1] != 3 * R.shape[2]:
+        raise ValueError(
+            "from_onnx: R must be 3-D, (num_directions, 3 * hidden_size, hidden_size) with gates z, r, h along "
+            f"dim 1, got shape {tuple(R.shape)}"
+        )
+    H = R.shape[2]
+    if hidden_size is not None and (isinstance(hidden_size, bool) or hidden_size != H):
+        raise ValueError(f"from_onnx: hidden_size={hidden_size!r} does not match R of shape {tuple(R.shape)} (H={H})")
+    if W.dim() != 3 or W.shape[1] != 3 * H or W.shape[2] == 0:
+        raise ValueError(
+            f"from_onnx: W must be 3-D, (num_directions, 3 * hidden_size, input_size) = ({D}, {3 * H}, input_size) "
+            f"with input_size > 0, got shape {tuple(W.shape)}"
+        )
+    for name, t in (("W", W), ("R", R)):
+        if t.shape[0] != D:
+            raise ValueError(
+                f"from_onnx: {name} has num_directions={t.shape[0]} (shape {tuple(t.shape)}), but direction="
+                f"{direction!r} needs {D}" + ("; pass direction='bidirectional'" if t.shape[0] == 2 else "")
+            )
+    if B is not None:
+        B = as_tensor(B, "B", "from_onnx", "(num_directions, 6 * hidden_size)")
+        if tuple(B.shape) != (D, 6 * H):
+            raise ValueError(
+                f"from_onnx: B must have shape (num_directions, 6 * hidden_size) = {(D, 6 * H)}, [Wb, Rb] per "
+                f"direction, got {tuple(B.shape)}"
+            )
+    directions = []
+    for d in range(D):
+        b_ih = None if B is None else swap_rz(B[d, : 3 * H])
+        b_hh = None if B is None else swap_rz(B[d, 3 * H :])
+        directions.append((swap_rz(W[d]), swap_rz(R[d]), b_ih, b_hh))
+    return build_gru(
+        "from_onnx", directions, input_size=W.shape[2], hidden_size=H, reset_after=bool(lbr),
+        batch_first=batch_first, dtype=dtype, device=device,
+    )
+
+
+def to_onnx(module, *, layer: int | None = None) -> dict:
+    """One GRU layer as an ONNX GRU node's tensors and attributes:
+    ``dict(W=(D, 3H, input_size), R=(D, 3H, H), B=(D, 6H) or None, linear_before_reset=0 | 1,
+    direction="forward" | "bidirectional", hidden_size=H)``, numpy arrays in the module's dtype
+    (bfloat16 as float32), gates z, r, h. ``B`` is None for a ``bias=False`` module: leave the
+    node's B input out. ``linear_before_reset`` is ``int(module.reset_after)``.
+
+    ``module``: fastgru.GRU / GRUCell or torch.nn.GRU / GRUCell. One ONNX GRU node is one layer: a
+    module with num_layers > 1 needs ``layer=k``, giving layer k's node (ValueError otherwise);
+    a stack is a chain of nodes, each fed the previous one's Y transposed to (seq, batch, D, H)
+    and reshaped to (seq, batch, D * H).
+    """
+    directions, reset_after = module_layer(module, layer, "to_onnx")
+    W = to_numpy(torch.stack([swap_rz(w_ih.detach()) for w_ih, _, _, _ in directions]))
+    R = to_numpy(torch.stack([swap_rz(w_hh.detach()) for _, w_hh, _, _ in directions]))
+    B = None
+    if directions[0][2] is not None:
+        B = to_numpy(torch.stack([torch.cat([swap_rz(b_ih.detach()), swap_rz(b_hh.detach())])
+                                for _, _, b_ih, b_hh in directions]))
+    return {
+        "W": W,
+        "R": R,
+        "B": B,
+        "linear_before_reset": int(reset_after),
+        "direction": "bidirectional" if len(directions) == 2 else "forward",
+        "hidden_size": int(R.shape[-1]),
+    }
