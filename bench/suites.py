@@ -69,6 +69,10 @@ def gru_cases(quick=False, dtypes=("fp32", "bf16")):
     grid = [gru_shape(B, H, T) for T, H, B in itertools.product(SEQ_LENS, HIDDENS, BATCHES)]
     grid += [gru_shape(B, H, 512, packed=True) for H in (256, 1024) for B in (32, 128)]
     grid += [gru_shape(B, H, 512, layers=2, bidirectional=True) for H in (256, 512) for B in (8, 64)]
+    # The original formulation (reset before the recurrent matmul; no cuDNN equivalent): against
+    # the same math in PyTorch, and beside the reset_after=True rows of the same shapes (the cost
+    # of the second phase per step: a second grid barrier in the persistent strategy).
+    grid += [gru_shape(B, H, T, reset_after=False) for T in SEQ_LENS for H in (256, 512, 1024) for B in (1, 8, 64)]
     return _ordered(compile_split(gru_case(m, d, s), *_gru_compiles(s)) for d in dtypes for m in MODES for s in grid)
 
 

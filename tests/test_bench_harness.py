@@ -60,8 +60,13 @@ def test_attention_flops_by_hand():
 
 def test_case_lists():
     full = S.gru_cases(dtypes=("fp32",))
-    plain = [c for c in full if not c.shape["packed"] and c.shape["layers"] == 1 and "fastgru" in c.providers]
+    single = [c for c in full if not c.shape["packed"] and c.shape["layers"] == 1 and "fastgru" in c.providers]
+    plain = [c for c in single if c.shape.get("reset_after", True)]
     assert len(plain) == 2 * len(S.BATCHES) * len(S.HIDDENS) * len(S.SEQ_LENS)
+    # reset_after=False cases: no nn.GRU (PyTorch has no such operator), the reference loop instead
+    before = [c for c in single if c not in plain]
+    assert before and all("nn.GRU" not in c.providers and "eager_ref" in c.providers for c in before)
+    assert all(c.id.endswith("-ra0") for c in before)
     compiled = [i for i, c in enumerate(full) if "compiled_ref" in c.providers and "compiled_ref" not in c.skip]
     assert compiled and all(full[i].shape["T"] == S.COMPILE_T for i in compiled)
     # compile-only parts run last, so a time budget drops them first; every other row is marked
@@ -129,6 +134,16 @@ def test_real_case_runs_and_checks(monkeypatch):
         assert fg["rel_error"] <= fg["tolerance"] and fg["speedup"]["nn.GRU"] > 0
         assert fg["backend"] in ("interpret", "torch", "triton")
     assert rows["nn.GRU"]["tflops"] > 0 and rows["nn.GRU"]["peak_mem_bytes"] is None  # CPU: no peak
+
+
+def test_reset_before_case_runs_against_the_reference_loop():
+    case = C.compile_split(C.gru_case("training", "fp32", C.gru_shape(2, 16, 3, reset_after=False)), False, "no")[0]
+    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", **FAST)}
+    assert set(rows) == {"fastgru", "eager_ref", "compiled_ref"}
+    fg, ref = rows["fastgru"], rows["eager_ref"]
+    assert fg["status"] == "ok", fg["error"]
+    assert fg["rel_error"] <= fg["tolerance"] and fg["speedup"]["eager_ref"] > 0
+    assert ref["status"] == "ok" and ref["rel_error"] <= fg["tolerance"]  # the fp32 loop, fp32-accurate
 
 
 def test_missing_op_is_unavailable(monkeypatch):

@@ -193,3 +193,14 @@ def test_packed_sequence_and_cpu_path(device):
 def test_gru_attention_passes_the_flag():
     model = fastgru.GRUAttention(3, 5, 2, reset_after=False)
     assert model.encoder.reset_after is False
+
+
+@pytest.mark.parametrize("D", [1, 2], ids=["uni", "bi"])
+def test_cpu_path_within_contract(D):
+    # The CPU default (PyTorch ops, fastgru.functional.cpu_reset_before) in fp32 against the
+    # float64 reference: two layers, lengths (the reverse direction starting at each row's end).
+    with fastgru.backend.using("torch"):
+        out, _ = check_against_reference(2, D, 7, 5, 4, 12, torch.float32, "cpu", None,
+                                         lengths=torch.tensor([7, 1, 4, 6, 3]), reset_after=False)
+        check_against_reference(1, D, 5, 3, 4, 12, torch.float32, "cpu", None, batch_first=True, reset_after=False)
+    assert torch.all(out[1:, 1] == 0)

@@ -150,7 +150,8 @@ def _fmt(shape: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in shape.items())
 
 
-FAMILIES = ("gru", "cell", "attention")  # what --cases selects: GRU layers, GRUCell, attention
+# What --cases selects: GRU layers, GRU layers with reset_after=False, GRUCell, attention.
+FAMILIES = ("gru", "gru-reset-before", "cell", "attention")
 
 
 def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
@@ -158,8 +159,8 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
     the case families named in ``families``."""
     for label in dtypes:
         with tf32(DTYPES[label][1]), torch.no_grad():
-            for reset_after, shapes in ((True, grid.gru), (False, grid.gru_reset_before)):
-                for B, H, D in shapes if "gru" in families else ():
+            for reset_after, family, shapes in ((True, "gru", grid.gru), (False, "gru-reset-before", grid.gru_reset_before)):
+                for B, H, D in shapes if family in families else ():
                     ran = gru_layer(target, label, B, H, D, grid.T, grid.I, None, reset_after)
                     for strategy in grid.gru_forced:
                         if strategy not in ran:

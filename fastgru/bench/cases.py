@@ -5,6 +5,8 @@ providers (gru_providers.py):
   fastgru       this package (Triton kernels on CUDA; PyTorch's own ops on CPU)
   nn.GRU        torch.nn.GRU (cuDNN on CUDA)
   compiled_ref  torch.compile of the reference loop (fastgru.reference); compile time kept apart
+  eager_ref     the reference loop run eagerly: the baseline of reset_after=False cases, which
+                PyTorch has no operator for (the same math written in PyTorch)
 The full case lists (every suite and shape) live in the repository's bench/ folder.
 """
 
@@ -45,7 +47,7 @@ class Case:
         return DTYPES[self.dtype]
 
 
-_ABBREV = {"layers": "L", "bidirectional": "bi", "packed": "pk"}
+_ABBREV = {"layers": "L", "bidirectional": "bi", "packed": "pk", "reset_after": "ra"}
 
 
 def _short(v):
@@ -58,6 +60,8 @@ def _show(k, v, shape) -> bool:
         return v != shape.get("H")
     if k == "layers":
         return v != 1
+    if k == "reset_after":
+        return not v
     return bool(v) if k in ("bidirectional", "packed") else True
 
 
@@ -66,12 +70,18 @@ def default_dtypes(device) -> tuple:
     return ("fp32", "bf16") if torch.device(device).type == "cuda" else ("fp32",)
 
 
-def gru_shape(B, H, T, layers=1, bidirectional=False, packed=False) -> dict:
-    return {"B": B, "T": T, "I": H, "H": H, "layers": layers, "bidirectional": bidirectional, "packed": packed}
+def gru_shape(B, H, T, layers=1, bidirectional=False, packed=False, reset_after=True) -> dict:
+    """A GRU case's shape; ``reset_after`` is recorded only when False (the original formulation)."""
+    shape = {"B": B, "T": T, "I": H, "H": H, "layers": layers, "bidirectional": bidirectional, "packed": packed}
+    return shape if reset_after else dict(shape, reset_after=False)
 
 
 def gru_case(mode, dtype, shape) -> Case:
-    return Case("gru", "gru", mode, dtype, shape, ("fastgru", "nn.GRU", "compiled_ref"), ("nn.GRU", "compiled_ref"))
+    """nn.GRU (cuDNN) is the baseline; reset_after=False has none in PyTorch: the reference loop,
+    eager and compiled, is."""
+    if shape.get("reset_after", True):
+        return Case("gru", "gru", mode, dtype, shape, ("fastgru", "nn.GRU", "compiled_ref"), ("nn.GRU", "compiled_ref"))
+    return Case("gru", "gru", mode, dtype, shape, ("fastgru", "eager_ref", "compiled_ref"), ("eager_ref", "compiled_ref"))
 
 
 def compile_split(case: Case, compiled: bool, reason: str) -> list[Case]:
@@ -89,9 +99,11 @@ def compile_split(case: Case, compiled: bool, reason: str) -> list[Case]:
 
 def quick_gru_cases(dtypes=("fp32",)) -> list[Case]:
     """The quick GRU cases (``python -m fastgru``, ``python -m bench --quick``): H=128, T=64 at
-    batch 1 and 32, packed, and a 2-layer bidirectional stack; compiled_ref is skipped."""
+    batch 1 and 32, packed, a 2-layer bidirectional stack and reset_after=False at batch 8;
+    compiled_ref is skipped."""
     grid = [gru_shape(B, 128, 64) for B in (1, 32)]
     grid.append(gru_shape(32, 128, 64, packed=True))
     grid.append(gru_shape(8, 128, 64, layers=2, bidirectional=True))
+    grid.append(gru_shape(8, 128, 64, reset_after=False))
     return [compile_split(gru_case(m, d, s), False, QUICK_COMPILE_SKIP)[0]
             for d in dtypes for m in MODES for s in grid]

@@ -1,6 +1,7 @@
 """The GRU providers of a case (time-major input (T, B, I), h0 (L * D, B, H)): fastgru.GRU,
 nn.GRU (cuDNN on CUDA) and torch.compile of the reference loop, all from one nn.GRU's weights;
-the ground truth is fastgru.reference.gru in float64.
+the ground truth is fastgru.reference.gru in float64. A reset_after=False case (the original
+formulation, which nn.GRU lacks) has the reference loop run eagerly (eager_ref) instead of nn.GRU.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ def _fastgru():
 class _ReferenceGRU(nn.Module):
     """fastgru.reference.gru with nn.GRU's parameter names (the thing torch.compile compiles)."""
 
-    def __init__(self, src: nn.GRU):
+    def __init__(self, src: nn.GRU, reset_after: bool = True):
         super().__init__()
-        self.num_layers, self.bidirectional = src.num_layers, src.bidirectional
+        self.num_layers, self.bidirectional, self.reset_after = src.num_layers, src.bidirectional, reset_after
         self.names = [n for n, _ in src.named_parameters()]
         for n, p in src.named_parameters():
             self.register_parameter(n, nn.Parameter(p.detach().clone()))
@@ -54,7 +55,7 @@ class _ReferenceGRU(nn.Module):
                 w = self.weights()[layer * D + d]
                 h, steps = h0[layer * D + d], [None] * x.shape[0]
                 for t in (reversed(range(x.shape[0])) if d else range(x.shape[0])):
-                    h = reference.gru_cell(layer_in[t], h, *w)
+                    h = reference.gru_cell(layer_in[t], h, *w, reset_after=self.reset_after)
                     steps[t] = h
                 outs.append(torch.stack(steps))
                 h_n.append(h)
@@ -138,6 +139,7 @@ def _gru_results(fn, named, x, h0, g, pack_lengths, training) -> Results:
 
 def gru_setup(case: Case, device, copies: int = 1) -> Setup:
     s, training = case.shape, case.mode == "training"
+    reset_after = s.get("reset_after", True)
     src, lengths, sets = _gru_inputs(case, device, copies)
     D = 2 if s["bidirectional"] else 1
 
@@ -154,12 +156,12 @@ def gru_setup(case: Case, device, copies: int = 1) -> Setup:
         if not hasattr(fastgru, "GRU"):
             raise Unavailable("fastgru.GRU is not available in this build")
         mod = fastgru.GRU(s["I"], s["H"], s["layers"], bidirectional=s["bidirectional"],
-                          device=device, dtype=case.torch_dtype)
+                          device=device, dtype=case.torch_dtype, reset_after=reset_after)
         mod.load_state_dict(src.state_dict())
         return mod
 
     def compiled():
-        ref = _ReferenceGRU(src)
+        ref = _ReferenceGRU(src, reset_after)
         fn = compile_cold(ref)
         named = list(ref.named_parameters())
         calls = [_gru_step(fn, [p for _, p in named], x, h0, g, None, training) for x, h0, g in sets]
@@ -168,20 +170,25 @@ def gru_setup(case: Case, device, copies: int = 1) -> Setup:
         return Prepared(calls, lambda: _gru_results(fn, named, *sets[0], None, training), compile_s)
 
     def reference_results() -> Results:
-        ref = _ReferenceGRU(src).to(torch.float64)
+        ref = _ReferenceGRU(src, reset_after).to(torch.float64)
         x, h0, g = (t.double() for t in sets[0])
 
         def fn(inp, h):
-            return reference.gru(inp, h, ref.weights(), ref.num_layers, ref.bidirectional, lengths=lengths)
+            return reference.gru(inp, h, ref.weights(), ref.num_layers, ref.bidirectional, lengths=lengths,
+                                 reset_after=reset_after)
         return _gru_results(fn, list(ref.named_parameters()), x, h0, g, None, training)
 
     providers = {
         "fastgru": module_provider(make_fastgru, backend=backend_name(device)),
         "nn.GRU": module_provider(lambda: src),
+        "eager_ref": module_provider(lambda: _ReferenceGRU(src, reset_after)),
         "compiled_ref": compiled,
     }
+    if lengths is not None and not reset_after:
+        raise ValueError("gru_setup: the reference loop (eager_ref) takes full-length sequences only")
     tokens = int(lengths.sum()) if lengths is not None else s["T"] * s["B"]
     elem = torch.tensor([], dtype=case.torch_dtype).element_size()
     cost = flops.gru(s["T"], s["B"], s["I"], s["H"], s["layers"], s["bidirectional"], case.mode, elem, tokens)
     in_bytes = elem * (s["T"] * s["B"] * (s["I"] + D * s["H"]))
-    return Setup(reference_results, providers, ("fastgru",), "nn.GRU", tokens, cost, in_bytes, tf32_follows="cudnn")
+    baseline = "nn.GRU" if reset_after else "eager_ref"
+    return Setup(reference_results, providers, ("fastgru",), baseline, tokens, cost, in_bytes, tf32_follows="cudnn")

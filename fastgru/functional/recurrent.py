@@ -18,6 +18,7 @@ from ..ops.gru_cell import gru_cell_op
 from ..ops.gru_layer import gru_layer_op
 from ..ops.guard import autocast_entry
 from .checks import check_lengths
+from .cpu_reset_before import gru_reset_before
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -95,12 +96,15 @@ def gru(
         lengths = torch.as_tensor(lengths)
     B = input.shape[0] if batch_first else input.shape[1]
     which = backend.backend_for(input)
-    if which == "reference" or B == 0 or (which == "torch" and not reset_after):
+    if which == "reference" or B == 0:
         # B == 0: nothing to compute; the reference's loop over empty tensors keeps autograd intact.
-        # PyTorch has no operator for reset_after=False: its CPU path is the reference's math.
         return _reference_gru(
             input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths, reset_after
         )
+    if which == "torch" and not reset_after:  # PyTorch has no operator for it
+        x = input.transpose(0, 1) if batch_first else input
+        out, h_n = gru_reset_before(x, hx, weights, num_layers, bidirectional, dropout, training, lengths)
+        return (out.transpose(0, 1) if batch_first else out), h_n
     if which == "torch":
         return _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths)
 
