@@ -90,3 +90,51 @@ def test_gru_cuda_runs_are_bitwise_repeatable(strategy, dtype):
     for outs, grads in runs[1:]:
         for a, b in zip([*outs0, *grads0], [*outs, *grads]):
             assert torch.equal(a, b), "two runs on the same inputs differ"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("strategy", ["rows", "stepwise", "persistent"])
+@pytest.mark.parametrize("B,H,bi,lengths", [(1, 256, False, False), (8, 512, True, True), (5, 1024, False, True)],
+                         ids=["B1-H256", "B8-H512-bi-lengths", "B5-H1024-lengths"])
+def test_gru_reset_before_cuda_parity(B, H, bi, lengths, strategy, dtype):
+    """reset_after=False (no cuDNN equivalent) against the float64 reference; the baseline of the
+    2x rule is the same math in PyTorch in the same dtype (fastgru's reference backend)."""
+    T, I = 96, 64
+    ours = fastgru.GRU(I, H, bidirectional=bi, strategy=strategy, reset_after=False).cuda().to(dtype)
+    x = torch.randn(T, B, I, device="cuda", dtype=dtype)
+    lens = torch.randint(1, T + 1, (B,)) if lengths else None
+    with fastgru.backend.using("reference"):
+        ref64 = copy.deepcopy(ours).double()
+        outs64, grads64 = forward_backward_params(ref64, x.double(), lens)
+        base, base_g = forward_backward_params(copy.deepcopy(ours), x, lens)
+    try:
+        outs, grads = forward_backward_params(ours, x, lens)
+    except ValueError as e:
+        if strategy == "persistent" and "cannot hold" in str(e):
+            pytest.skip(f"persistent cannot hold this shape: {e}")
+        raise
+    tf32 = dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    for i, (o, o64, ob) in enumerate(zip([*outs, *grads], [*outs64, *grads64], [*base, *base_g])):
+        check_close(o, o64, dtype, tf32=tf32, baseline=ob, name=f"quantity {i}")
+
+
+def forward_backward_params(module, x, lengths):
+    """Outputs and the gradients of x and every parameter, for a GRU called with ``lengths``."""
+    x = x.detach().requires_grad_()
+    out, h_n = module(x, lengths=lengths)
+    gen = torch.Generator().manual_seed(0)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o)).sum() for o in (out, h_n))
+    return [out.detach(), h_n.detach()], list(torch.autograd.grad(loss, [x, *module.parameters()]))
+
+
+@pytest.mark.parametrize("strategy", ["rows", "stepwise", "persistent"])
+def test_gru_reset_before_cuda_runs_are_bitwise_repeatable(strategy):
+    """Two phases a step forward and three backward, each behind a barrier: any missing one shows
+    as results that move between runs."""
+    T, B, H = 64, 8, 512
+    m = fastgru.GRU(H, H, bidirectional=True, strategy=strategy, reset_after=False).cuda().to(torch.bfloat16)
+    x = torch.randn(T, B, H, device="cuda", dtype=torch.bfloat16)
+    runs = [forward_backward_params(m, x, None) for _ in range(3)]
+    for outs, grads in runs[1:]:
+        for a, b in zip([*runs[0][0], *runs[0][1]], [*outs, *grads]):
+            assert torch.equal(a, b), "two runs on the same inputs differ"
