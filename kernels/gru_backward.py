@@ -23,7 +23,7 @@ from the r * h_{t-1} the forward saved in the gates' fourth slot.
 import triton
 import triton.language as tl
 
-from .gru_common import state_matmul, step_rows
+from .gru_common import state_matmul, step_rows, step_tile
 
 
 @triton.jit
@@ -35,22 +35,15 @@ def _bwd_gates_block(
 ):
     """Phase 1 for a tile: pre-activation gradients of step s (zeros at padded positions);
     RESET_AFTER=False: those of z and n (r's come from the reset phase)."""
-    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
-    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
-    m_n = o_n < H
-    m_tile = m_b[:, None] & m_n[None, :]
-    m_live = live[:, None] & m_n[None, :]
+    o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
     m_pad = m_tile & ~live[:, None]
-    acc_dtype = dbuf_ptr.dtype.element_ty
-
     row = (i_d * T + t[:, None]) * B + o_b[:, None]
     p_g = gates_ptr + row * 4 * H + o_n[None, :]
     z = tl.load(p_g + H, mask=m_live, other=0.0)
     n = tl.load(p_g + 2 * H, mask=m_live, other=0.0)
     h_old = tl.load(hprev_ptr + row * H + o_n[None, :], mask=m_live, other=0.0)
-    dh = tl.load(dbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :], mask=m_live, other=0.0)
-    p_dout = dout_ptr + t[:, None] * stride_dout_t + o_b[:, None] * stride_dout_b + i_d * H + o_n[None, :]
-    dh += tl.load(p_dout, mask=m_live, other=0.0).to(acc_dtype)
+    _, dh, _ = _dh_reaching(dout_ptr, dbuf_ptr, o_b, t, o_n, i_d, cur, B, H, D, stride_dout_t, stride_dout_b,
+                            m_tile, m_live)
 
     da_n = dh * (1.0 - z) * (1.0 - n * n)
     da_z = dh * (h_old - n) * z * (1.0 - z)
@@ -133,12 +126,7 @@ def bwd_reset_finish(
 ):
     """Given the tile's d(rh) = da_n @ W_hn: da_r into dgx / dgh, and the carried gradient's
     first terms dh z + d(rh) r into the next dbuf slot (the carry phase adds the matmul's)."""
-    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
-    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
-    m_n = o_n < H
-    m_tile = m_b[:, None] & m_n[None, :]
-    m_live = live[:, None] & m_n[None, :]
-    acc_dtype = dbuf_ptr.dtype.element_ty
+    o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
     row = (i_d * T + t[:, None]) * B + o_b[:, None]
     p_g = gates_ptr + row * 4 * H + o_n[None, :]
     r = tl.load(p_g, mask=m_live, other=0.0)
@@ -148,12 +136,8 @@ def bwd_reset_finish(
     p_dgx = dgx_ptr + t[:, None] * stride_dgx_t + o_b[:, None] * stride_dgx_b + i_d * 3 * H + o_n[None, :]
     tl.store(p_dgx, da_r.to(dgx_ptr.dtype.element_ty), mask=m_live)
     tl.store(dgh_ptr + row * 3 * H + o_n[None, :], da_r, mask=m_live)
-
-    p_cur = dbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
-    p_next = dbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
-    dh_carry = tl.load(p_cur, mask=m_tile, other=0.0)
-    p_dout = dout_ptr + t[:, None] * stride_dout_t + o_b[:, None] * stride_dout_b + i_d * H + o_n[None, :]
-    dh = dh_carry + tl.load(p_dout, mask=m_live, other=0.0).to(acc_dtype)
+    dh_carry, dh, p_next = _dh_reaching(dout_ptr, dbuf_ptr, o_b, t, o_n, i_d, cur, B, H, D,
+                                        stride_dout_t, stride_dout_b, m_tile, m_live)
     tl.store(p_next, tl.where(m_live, dh * z + drh * r, dh_carry), mask=m_tile)
 
 
@@ -164,23 +148,26 @@ def bwd_carry_finish(
 ):
     """Given acc = dgh_t @ W_hh for the tile: dh_{t-1} = dh z + acc into the carried gradient
     (RESET_AFTER=False: acc added to the terms the reset phase put there)."""
-    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
-    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
-    m_n = o_n < H
-    m_tile = m_b[:, None] & m_n[None, :]
-    m_live = live[:, None] & m_n[None, :]
-    acc_dtype = dbuf_ptr.dtype.element_ty
-    row = (i_d * T + t[:, None]) * B + o_b[:, None]
-    p_cur = dbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
-    p_next = dbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
+    o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
+    dh_carry, dh, p_next = _dh_reaching(dout_ptr, dbuf_ptr, o_b, t, o_n, i_d, cur, B, H, D,
+                                        stride_dout_t, stride_dout_b, m_tile, m_live)
     if RESET_AFTER:
-        dh_carry = tl.load(p_cur, mask=m_tile, other=0.0)
-        p_dout = dout_ptr + t[:, None] * stride_dout_t + o_b[:, None] * stride_dout_b + i_d * H + o_n[None, :]
-        dh = dh_carry + tl.load(p_dout, mask=m_live, other=0.0).to(acc_dtype)
+        row = (i_d * T + t[:, None]) * B + o_b[:, None]
         z = tl.load(gates_ptr + row * 4 * H + H + o_n[None, :], mask=m_live, other=0.0)
         tl.store(p_next, tl.where(m_live, dh * z + acc, dh_carry), mask=m_tile)
     else:
         tl.store(p_next, tl.load(p_next, mask=m_live, other=0.0) + acc, mask=m_live)
+
+
+@triton.jit
+def _dh_reaching(dout_ptr, dbuf_ptr, o_b, t, o_n, i_d, cur, B, H, D, stride_dout_t, stride_dout_b, m_tile, m_live):
+    """The gradient carried into the tile (dbuf slot cur), the total reaching h_t (carried plus
+    the output's, on running rows), and the pointers of the next slot."""
+    p_slot = dbuf_ptr + (i_d * B + o_b[:, None]) * H + o_n[None, :]
+    dh_carry = tl.load(p_slot + cur * D * B * H, mask=m_tile, other=0.0)
+    p_dout = dout_ptr + t[:, None] * stride_dout_t + o_b[:, None] * stride_dout_b + i_d * H + o_n[None, :]
+    dh = dh_carry + tl.load(p_dout, mask=m_live, other=0.0).to(dbuf_ptr.dtype.element_ty)
+    return dh_carry, dh, p_slot + (1 - cur) * D * B * H
 
 
 @triton.jit

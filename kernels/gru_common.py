@@ -20,6 +20,17 @@ def step_rows(i_b, s, lengths_ptr, B, BLOCK_B: tl.constexpr, REVERSE):
 
 
 @triton.jit
+def step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, REVERSE):
+    """step_rows for the (batch block i_b, hidden block i_n) tile: the rows' offsets, running mask
+    and time index, the tile's hidden units, and the masks of the tile's elements in range
+    (m_tile) and of those whose row still runs (m_live)."""
+    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, REVERSE)
+    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_n = o_n < H
+    return o_b, live, t, o_n, m_b[:, None] & m_n[None, :], live[:, None] & m_n[None, :]
+
+
+@triton.jit
 def dot_acc(a, b, acc, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """acc += a @ b, where one operand is a weight tile and the other a state tile in the
     accumulator dtype (either order). MMA_LOWP: feed the tensor cores the weights' bf16/fp16

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from .activations import sigmoid, tanh
-from .gru_common import dot_acc, state_matmul, step_rows
+from .gru_common import dot_acc, state_matmul, step_tile
 
 
 @triton.jit
@@ -99,11 +99,7 @@ def fwd_reset_finish(
     """Given the tile's W_hr h_{t-1}: r, and r * h_{t-1} into slot 2 of hbuf (every row of the
     tile: a finished row's value is never used) and, SAVE, r and r * h_{t-1} into gates (zero at
     padded positions). Shared by every strategy."""
-    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
-    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
-    m_n = o_n < H
-    m_tile = m_b[:, None] & m_n[None, :]
-    m_live = live[:, None] & m_n[None, :]
+    o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
     acc_dtype = hbuf_ptr.dtype.element_ty
     p_gx = gx_ptr + t[:, None] * stride_gx_t + o_b[:, None] * stride_gx_b + i_d * 3 * H + o_n[None, :]
     r = sigmoid(tl.load(p_gx, mask=m_live, other=0.0).to(acc_dtype) + acc_r)
@@ -130,14 +126,11 @@ def fwd_finish(
     """Given the tile's hidden-side pre-activations W_h{r,z,n} h_{t-1}: the gate math, h_t into
     the carried state, the output, and (SAVE) what backward needs. Shared by every strategy.
     RESET_AFTER=False: acc_r is unused (r came from the reset phase) and acc_n is W_hn (r * h)."""
-    o_b, m_b, live, t = step_rows(i_b, s, lengths_ptr, B, BLOCK_B, i_d == 1)
-    o_n = i_n * BLOCK_H + tl.arange(0, BLOCK_H)
-    m_n = o_n < H
+    o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
     acc_dtype = hbuf_ptr.dtype.element_ty
     if HAS_BHN:
-        acc_n += tl.load(bhn_ptr + i_d * H + o_n, mask=m_n, other=0.0).to(acc_dtype)[None, :]
+        acc_n += tl.load(bhn_ptr + i_d * H + o_n, mask=o_n < H, other=0.0).to(acc_dtype)[None, :]
 
-    m_live = live[:, None] & m_n[None, :]
     p_gx = gx_ptr + t[:, None] * stride_gx_t + o_b[:, None] * stride_gx_b + i_d * 3 * H + o_n[None, :]
     x_z = tl.load(p_gx + H, mask=m_live, other=0.0).to(acc_dtype)
     x_n = tl.load(p_gx + 2 * H, mask=m_live, other=0.0).to(acc_dtype)
@@ -148,7 +141,6 @@ def fwd_finish(
     else:
         r = acc_r  # unused: gates' r was saved by the reset phase
         n = tanh(x_n + acc_n)
-    m_tile = m_b[:, None] & m_n[None, :]
     p_hcur = hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
     p_hnext = hbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
     h_old = tl.load(p_hcur, mask=m_tile, other=0.0)
