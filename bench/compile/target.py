@@ -37,7 +37,7 @@ def arch(number: int) -> Arch:
 def strategy_of(kernel: str) -> str:
     """The GRU strategy a recurrence kernel belongs to, from its name."""
     for word, strategy in (("persistent", "persistent"), ("rows", "rows"), ("step", "stepwise"),
-                           ("gates", "stepwise"), ("carry", "stepwise")):
+                           ("gates", "stepwise"), ("carry", "stepwise"), ("reset", "stepwise")):
         if word in kernel:
             return strategy
     return "?"
