@@ -70,6 +70,16 @@ def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0
     ``reset_after`` picks the candidate's formulation (see the equations above).
     Returns (out (T, B, D * H), h_n (L * D, B, H)).
     """
+    def direction(inp, h, w, reverse):
+        return gru_layer(inp, h, *w, lengths, reverse=reverse, reset_after=reset_after)
+
+    return stack_layers(x, h0, weights, num_layers, bidirectional, dropout, training, direction)
+
+
+def stack_layers(x, h0, weights, num_layers, bidirectional, dropout, training, direction):
+    """nn.GRU's stacking around ``direction(layer_input, h0_k, weights_k, reverse) -> (out, h_n)``:
+    the directions' outputs concatenated, dropout between layers (training only), the final
+    states stacked layer by layer, forward direction first."""
     D = 2 if bidirectional else 1
     layer_in = x
     h_n = []
@@ -77,8 +87,7 @@ def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0
         outs = []
         for d in range(D):
             k = layer * D + d
-            w_ih, w_hh, b_ih, b_hh = weights[k]
-            out, h = gru_layer(layer_in, h0[k], w_ih, w_hh, b_ih, b_hh, lengths, reverse=d == 1, reset_after=reset_after)
+            out, h = direction(layer_in, h0[k], weights[k], d == 1)
             outs.append(out)
             h_n.append(h)
         layer_in = torch.cat(outs, dim=-1) if D == 2 else outs[0]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..reference import stack_layers
+
 
 def _within_length_reversal(lengths, T, device):
     """(T, B) time indices that reverse each row's first lengths[b] steps and leave the rest:
@@ -42,26 +44,18 @@ def gru_reset_before(x, hx, weights, num_layers, bidirectional, dropout, trainin
     """A stack of reset_after=False GRU layers over time-major x (T, B, I); arguments as
     reference.gru. Returns (out (T, B, D*H), h_n (L*D, B, H))."""
     T = x.shape[0]
-    D = 2 if bidirectional else 1
     valid = order = None
     if lengths is not None:
         lengths = lengths.to(device=x.device, dtype=torch.long)
         valid = (torch.arange(T, device=x.device)[:, None] < lengths[None, :])[..., None]
         order = _within_length_reversal(lengths, T, x.device)[..., None]
-    layer_in, h_n = x, []
-    for layer in range(num_layers):
-        outs = []
-        for d in range(D):
-            k = layer * D + d
-            inp = layer_in
-            if d == 1:  # each row's valid steps in reverse
-                inp = inp.flip(0) if order is None else inp.gather(0, order.expand_as(inp))
-            out, h = _direction(inp, hx[k], *weights[k], valid)
-            if d == 1:
-                out = out.flip(0) if order is None else out.gather(0, order.expand_as(out))
-            outs.append(out)
-            h_n.append(h)
-        layer_in = torch.cat(outs, dim=-1) if D == 2 else outs[0]
-        if dropout > 0 and training and layer < num_layers - 1:
-            layer_in = F.dropout(layer_in, p=dropout, training=True)
-    return layer_in, torch.stack(h_n)
+
+    def direction(inp, h, w, reverse):
+        if reverse:  # each row's valid steps in reverse
+            inp = inp.flip(0) if order is None else inp.gather(0, order.expand_as(inp))
+        out, h = _direction(inp, h, *w, valid)
+        if reverse:
+            out = out.flip(0) if order is None else out.gather(0, order.expand_as(out))
+        return out, h
+
+    return stack_layers(x, hx, weights, num_layers, bidirectional, dropout, training, direction)
