@@ -39,6 +39,15 @@ def test_gru_packed(benchmark, mode, provider):
     bench_provider(benchmark, case, gru_setup, provider)
 
 
+@pytest.mark.parametrize("provider", ["fastgru", "eager_ref"])
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_gru_reset_before(benchmark, mode, provider):
+    """reset_after=False against the same math in PyTorch (no cuDNN equivalent exists)."""
+    B, H, T = (8, 512, 512) if ON_GPU else (8, 64, 32)
+    case = C.gru_case(mode, "bf16" if ON_GPU else "fp32", C.gru_shape(B, H, T, reset_after=False))
+    bench_provider(benchmark, case, gru_setup, provider)
+
+
 @pytest.mark.parametrize("provider", ["fastgru", "nn.GRUCell"])
 @pytest.mark.parametrize("batch", [1, 64])
 def test_gru_cell(benchmark, batch, provider):
