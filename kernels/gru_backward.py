@@ -149,13 +149,14 @@ def bwd_carry_finish(
     """Given acc = dgh_t @ W_hh for the tile: dh_{t-1} = dh z + acc into the carried gradient
     (RESET_AFTER=False: acc added to the terms the reset phase put there)."""
     o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
-    dh_carry, dh, p_next = _dh_reaching(dout_ptr, dbuf_ptr, o_b, t, o_n, i_d, cur, B, H, D,
-                                        stride_dout_t, stride_dout_b, m_tile, m_live)
     if RESET_AFTER:
+        dh_carry, dh, p_next = _dh_reaching(dout_ptr, dbuf_ptr, o_b, t, o_n, i_d, cur, B, H, D,
+                                            stride_dout_t, stride_dout_b, m_tile, m_live)
         row = (i_d * T + t[:, None]) * B + o_b[:, None]
         z = tl.load(gates_ptr + row * 4 * H + H + o_n[None, :], mask=m_live, other=0.0)
         tl.store(p_next, tl.where(m_live, dh * z + acc, dh_carry), mask=m_tile)
     else:
+        p_next = dbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
         tl.store(p_next, tl.load(p_next, mask=m_live, other=0.0) + acc, mask=m_live)
 
 

@@ -49,7 +49,8 @@ from __future__ import annotations
 
 import torch
 
-from .gate_order import swap_rz
+from .layer_weights import module_layer
+from .onnx_weights import onnx_layer_tensors
 
 __all__ = ["gru_onnx_forward", "gru_onnx_weights", "GRU_ONNX_DTYPES"]
 
@@ -61,16 +62,8 @@ def gru_onnx_weights(module, layer: int):
     """ONNX GRU inputs (W (D, 3H, I), R (D, 3H, H), B (D, 6H) or None) for ``layer`` of a
     fastgru.GRU (or torch.nn.GRU): gate blocks in ONNX's (z, r, h) order, forward direction
     first. Differentiable torch ops on the parameters (tracing records them)."""
-    D = 2 if module.bidirectional else 1
-    names = [f"_l{layer}" + ("_reverse" if d else "") for d in range(D)]
-    W = torch.stack([swap_rz(getattr(module, "weight_ih" + s)) for s in names])
-    R = torch.stack([swap_rz(getattr(module, "weight_hh" + s)) for s in names])
-    if not module.bias:
-        return W, R, None
-    B = torch.stack([
-        torch.cat([swap_rz(getattr(module, "bias_ih" + s)), swap_rz(getattr(module, "bias_hh" + s))]) for s in names
-    ])
-    return W, R, B
+    directions, _ = module_layer(module, layer, "ONNX export")
+    return onnx_layer_tensors(directions)
 
 
 class _LegacyGRUNode(torch.autograd.Function):

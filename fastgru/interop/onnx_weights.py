@@ -38,7 +38,7 @@ import torch
 from .gate_order import swap_rz
 from .layer_weights import as_tensor, build_gru, module_layer, to_numpy
 
-__all__ = ["from_onnx", "to_onnx"]
+__all__ = ["from_onnx", "to_onnx", "onnx_layer_tensors"]
 
 _DIRECTIONS = ("forward", "reverse", "bidirectional")
 
@@ -150,17 +150,26 @@ def to_onnx(module, *, layer: int | None = None) -> dict:
     and reshaped to (seq, batch, D * H).
     """
     directions, reset_after = module_layer(module, layer, "to_onnx")
-    W = to_numpy(torch.stack([swap_rz(w_ih.detach()) for w_ih, _, _, _ in directions]))
-    R = to_numpy(torch.stack([swap_rz(w_hh.detach()) for _, w_hh, _, _ in directions]))
-    B = None
-    if directions[0][2] is not None:
-        B = to_numpy(torch.stack([torch.cat([swap_rz(b_ih.detach()), swap_rz(b_hh.detach())])
-                                for _, _, b_ih, b_hh in directions]))
+    with torch.no_grad():
+        W, R, B = onnx_layer_tensors(directions)
     return {
-        "W": W,
-        "R": R,
-        "B": B,
+        "W": to_numpy(W),
+        "R": to_numpy(R),
+        "B": None if B is None else to_numpy(B),
         "linear_before_reset": int(reset_after),
         "direction": "bidirectional" if len(directions) == 2 else "forward",
         "hidden_size": int(R.shape[-1]),
     }
+
+
+def onnx_layer_tensors(directions):
+    """An ONNX GRU node's ``W`` (D, 3H, input), ``R`` (D, 3H, H) and ``B`` (D, 6H) or None, as
+    torch tensors, from one layer's directions ((w_ih, w_hh, b_ih, b_hh) in nn.GRU's layout,
+    forward first; biases None without bias): the gate blocks swapped to z, r, h. Plain
+    differentiable ops on the parameters, so an exporter tracing them records them too."""
+    W = torch.stack([swap_rz(w_ih) for w_ih, _, _, _ in directions])
+    R = torch.stack([swap_rz(w_hh) for _, w_hh, _, _ in directions])
+    if directions[0][2] is None:
+        return W, R, None
+    B = torch.stack([torch.cat([swap_rz(b_ih), swap_rz(b_hh)]) for _, _, b_ih, b_hh in directions])
+    return W, R, B
