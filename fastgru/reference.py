@@ -215,3 +215,82 @@ def attention_penalty(weights):
     gram = torch.bmm(weights, weights.transpose(1, 2))
     eye = torch.eye(weights.shape[1], dtype=weights.dtype, device=weights.device)
     return (gram - eye).square().sum(dim=(1, 2)).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention GRU decoder (sequence to sequence): at each output step the decoder's state queries
+# the encoder outputs ``keys`` (N, T_in, K), and the context c joins a GRU step. Batch first:
+# inputs (N, T_out, I), states (L, N, H); a stack's query is its top layer's state, and the
+# context joins layer 0's input as [x_t, c] (w_ih of layer 0 is (3H, I + K)).
+#   "additive" (Bahdanau et al. 2015; the PyTorch seq2seq tutorial's AttnDecoderRNN):
+#       c_t = attend(h_{t-1}),  score_j = v . tanh(W_q h_{t-1} + W_k k_j + b_k)
+#       h_t = GRU([x_t, c_t], h_{t-1})
+#   "dot" / "general" (Luong et al. 2015), the attention on the new state:
+#       h_t = GRU(x_t, h_{t-1})   or, with input feeding, GRU([x_t, c_{t-1}], h_{t-1}), c_{-1} = 0
+#       c_t = attend(h_t),        score_j = h_t . k_j ("dot", K = H) or h_t . (W_a k_j) ("general")
+#   attend: weights = softmax_j(score) over the unmasked keys, c = sum_j weights_j k_j
+#   (a fully masked row: zero weights, zero context).
+# Returns (outputs h_t (N, T_out, H), contexts c_t (N, T_out, K), weights (N, T_out, T_in), h_n).
+# ----------------------------------------------------------------------------------------------
+
+DECODER_SCORES = ("additive", "dot", "general")
+
+
+def decoder_keys(score, keys, key_weight=None, key_bias=None):
+    """The keys as the score sees them, projected once per sequence: W_k k + b_k (additive),
+    W_a k (general), k itself (dot)."""
+    return keys if score == "dot" else F.linear(keys, key_weight, key_bias)
+
+
+def decoder_attention(score, keys, projected_keys, query_weight=None, v=None, lengths=None, key_padding_mask=None):
+    """``attend(state (N, H)) -> (context (N, K), weights (N, T_in))`` of one decoder step."""
+    N, T = keys.shape[0], keys.shape[1]
+    ignore = attention_ignore_mask(lengths, key_padding_mask, N, T, keys.device)
+
+    def attend(state):
+        if score == "additive":
+            scores = torch.tanh(F.linear(state, query_weight)[:, None, :] + projected_keys) @ v
+        else:
+            scores = (projected_keys @ state[:, :, None])[..., 0]
+        weights = masked_softmax(scores, ignore)
+        return (weights[:, None, :] @ keys)[:, 0], weights
+
+    return attend
+
+
+def decoder_step(x, h, context, layers, score, attend, input_feeding=False, cell=gru_cell):
+    """One decoder step: x (N, I), h (L, N, H), context c_{t-1} (N, K) ->
+    (h_t (L, N, H), c_t (N, K), weights (N, T_in)). ``layers``: (w_ih, w_hh, b_ih, b_hh) per layer."""
+    weights = None
+    if score == "additive":
+        context, weights = attend(h[-1])
+    if score == "additive" or input_feeding:
+        x = torch.cat([x, context], dim=-1)
+    states = []
+    for layer, w in enumerate(layers):
+        x = cell(x, h[layer], *w)
+        states.append(x)
+    h = torch.stack(states)
+    if score != "additive":
+        context, weights = attend(h[-1])
+    return h, context, weights
+
+
+def attention_decoder(inputs, keys, h0, layers, score, *, query_weight=None, key_weight=None, key_bias=None, v=None,
+                      lengths=None, key_padding_mask=None, input_feeding=False, cell=gru_cell, attend=None):
+    """Teacher-forced decoding over inputs (N, T_out, I), one decoder_step at a time (equations
+    above). Returns (outputs (N, T_out, H), contexts (N, T_out, K), weights (N, T_out, T_in), h_n (L, N, H)).
+    ``cell`` and ``attend`` replace the step's GRU cell and attention with other implementations
+    of the same math (an ``attend`` that returns no weights gives weights None)."""
+    if attend is None:
+        attend = decoder_attention(score, keys, decoder_keys(score, keys, key_weight, key_bias), query_weight, v,
+                                   lengths, key_padding_mask)
+    h, context = h0, keys.new_zeros(keys.shape[0], keys.shape[-1])
+    outputs, contexts, weights = [], [], []
+    for t in range(inputs.shape[1]):
+        h, context, w = decoder_step(inputs[:, t], h, context, layers, score, attend, input_feeding, cell)
+        outputs.append(h[-1])
+        contexts.append(context)
+        weights.append(w)
+    stacked = None if weights[0] is None else torch.stack(weights, 1)
+    return torch.stack(outputs, 1), torch.stack(contexts, 1), stacked, h
