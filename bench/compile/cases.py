@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from fastgru.launchers import attention as AA
+from fastgru.launchers import decoder as AD
 from fastgru.launchers import gru_cell as AC
 from fastgru.launchers import gru_layer as AG
 
@@ -30,6 +31,8 @@ class Grid:
     gru_reset_before: tuple  # (B, H, D) also compiled with reset_after=False (same forced strategies)
     cell: tuple  # (B, H)
     attention: tuple  # (N, Tq, T, F, D); F is A (additive) or K (dot)
+    decoder: tuple = ()  # (N, T_in, H, K): the attention decoder (additive A = H; dot F = H)
+    decoder_alternate: bool = False  # one score a dtype, alternating (each kernel still compiles in every dtype)
     T: int = 2
     I: int = 64
 
@@ -40,11 +43,13 @@ FULL = Grid(
     gru_reset_before=tuple((B, H, D) for H in (64, 256, 1024) for B in (1, 64) for D in (1, 2)),
     cell=tuple((B, H) for B in (1, 64, 512) for H in (256, 1024)),
     attention=tuple((32, Tq, T, A, D) for Tq in (1, 64) for T in (128, 512) for A in (64, 128) for D in (128, 256)),
+    decoder=tuple((N, T_in, H, K) for N in (1, 8, 64) for T_in in (64, 512) for H in (256, 512) for K in (H, 2 * H)),
 )
 # CI's form: every kernel (every strategy forced), one small shape per dtype, one config each.
 QUICK = Grid(gru=((8, 64, 2),), gru_forced=("rows", "stepwise", "persistent"), gru_reset_before=((8, 64, 2),),
              cell=((8, 64),),
-             attention=((2, 1, 32, 32, 32), (2, 16, 32, 32, 32)))
+             attention=((2, 1, 32, 32, 32), (2, 16, 32, 32, 32)), decoder=((8, 32, 64, 64),),
+             decoder_alternate=True)
 
 
 @contextmanager
@@ -146,18 +151,42 @@ def attention(target, dtype_label, score, N, Tq, T, F, D, dropout_p=0.0):
                  score, q, k, w, v, lengths, None, 0.125, stats, z(N * heads, Tq, D), probs.to(dt), True, *extra)
 
 
+def decoder(target, dtype_label, score, N, T, T_in, H, K):
+    """The fused decoder's forward (save, weights) and backward (with the weights' gradient; it
+    also runs the attention kernels' key-side backward)."""
+    dt = DTYPES[dtype_label][0]
+    z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
+    F = H
+    additive = score == "additive"
+    gx, keys, kp, h0 = z(N, T, 3 * H), z(N, T_in, K), z(N, T_in, F), z(N, H)
+    v, wq = (z(F), z(F, H)) if additive else (None, None)
+    wic, whh, bhn = z(3 * H, K), z(3 * H, H), z(H)
+    lengths = torch.full((N,), T_in, dtype=torch.int64)
+    label = dict(strategy="gru", dtype=dtype_label, shape=dict(N=N, T=T, T_in=T_in, H=H, K=K, score=score),
+                 pick="dispatcher")
+    with target.case(**label, **{"pass": "forward"}):
+        res = _guarded(target, "decoder_forward", AD.decoder_forward, gx, keys, kp, v, wq, wic, whh, bhn, h0, lengths,
+                       None, score, True, True)
+    if res is None:
+        return
+    out, ctx, weights, _, (hprev, gates, q, stats) = res
+    with target.case(**label, **{"pass": "backward"}):
+        _guarded(target, "decoder_backward", AD.decoder_backward, z(N, T, H), z(N, T, K), weights.to(dt), z(N, H),
+                 keys, kp, v, wq, wic, whh, lengths, None, ctx, hprev, gates, q, stats, score)
+
+
 def _fmt(shape: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in shape.items())
 
 
-# What --cases selects: GRU layers, GRU layers with reset_after=False, GRUCell, attention.
-FAMILIES = ("gru", "gru-reset-before", "cell", "attention")
+# What --cases selects: GRU layers, GRU layers with reset_after=False, GRUCell, attention, the decoder.
+FAMILIES = ("gru", "gru-reset-before", "cell", "attention", "decoder")
 
 
 def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
     """Every case of ``grid`` in every dtype, dtype by dtype (the TF32 flags set for each), for
     the case families named in ``families``."""
-    for label in dtypes:
+    for i, label in enumerate(dtypes):
         with tf32(DTYPES[label][1]), torch.no_grad():
             for reset_after, family, shapes in ((True, "gru", grid.gru), (False, "gru-reset-before", grid.gru_reset_before)):
                 for B, H, D in shapes if family in families else ():
@@ -171,3 +200,7 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
                 for N, Tq, T, F, D in grid.attention:
                     attention(target, label, score, N, Tq, T, F, D)
                 attention(target, label, score, *grid.attention[-1], dropout_p=0.1)  # the dropout variant, once
+            scores = AD.DECODER_SCORES[i % 2:][:1] if grid.decoder_alternate else AD.DECODER_SCORES
+            for score in scores if "decoder" in families else ():
+                for N, T_in, H, K in grid.decoder:
+                    decoder(target, label, score, N, grid.T, T_in, H, K)

@@ -35,8 +35,9 @@ def arch(number: int) -> Arch:
 
 
 def strategy_of(kernel: str) -> str:
-    """The GRU strategy a recurrence kernel belongs to, from its name."""
-    for word, strategy in (("persistent", "persistent"), ("rows", "rows"), ("step", "stepwise"),
+    """The GRU strategy a recurrence kernel belongs to, from its name (the decoder's kernels own
+    whole rows for the whole loop, as rows does)."""
+    for word, strategy in (("decoder", "rows"), ("persistent", "persistent"), ("rows", "rows"), ("step", "stepwise"),
                            ("gates", "stepwise"), ("carry", "stepwise"), ("reset", "stepwise")):
         if word in kernel:
             return strategy

@@ -32,10 +32,10 @@ def decoder_fwd(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     r = decoder_forward(gx, keys, kp, v, wq, wic, whh, bhn, h0, lengths, mask, score, need_weights, save)
     out, ctx, weights, h_n, saved = r
-    empty = gx.new_empty(_EMPTY)
-    weights = weights.to(keys.dtype) if need_weights else empty
-    saved = saved if save else (empty,) * 4
-    return out, ctx.to(keys.dtype, copy=True), weights, h_n, ctx if save else empty, *saved
+    empty = lambda: gx.new_empty(_EMPTY)  # noqa: E731  (a fresh one each: outputs may not alias)
+    weights = weights.to(keys.dtype) if need_weights else empty()
+    saved = (ctx, *saved) if save else tuple(empty() for _ in range(5))
+    return out, ctx.to(keys.dtype, copy=True), weights, h_n, *saved
 
 
 @decoder_fwd.register_fake
@@ -45,7 +45,7 @@ def _(gx, keys, kp, v, wq, wic, whh, bhn, h0, lengths, mask, score, need_weights
     new = lambda *s: gx.new_empty(s, dtype=acc) if save else gx.new_empty(_EMPTY)  # noqa: E731
     weights = keys.new_empty((N, T, T_in)) if need_weights else gx.new_empty(_EMPTY)
     return (keys.new_empty((N, T, H)), keys.new_empty((N, T, K)), weights, keys.new_empty((N, H)),
-            new(N, T, K), new(T, N, H), new(T, N, 4 * H), new(N, T, F), new(N, 2, T))
+            new(N, T, K), new(1, T, N, H), new(1, T, N, 4 * H), new(N, T, F), new(N, 2, T))
 
 
 @torch.library.custom_op("fastgru::decoder_bwd", mutates_args=())
