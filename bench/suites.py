@@ -7,21 +7,26 @@ Providers beyond the GRU ones (fastgru, nn.GRU, compiled_ref):
   sdpa          torch.nn.functional.scaled_dot_product_attention (dot attention only; around the
                 same projections for multi-head dot attention)
   nn.MultiheadAttention   torch's module (multi-head dot attention only)
+  eager_ref     (decoder suite) the tutorial-style attention decoder of decoder_providers.py run
+                eagerly (in the GRU suite: the reference loop of a reset_after=False layer)
+  compiled_ref  (decoder suite) the same decoder under torch.compile (in the GRU suite and the cell
+                suite: torch.compile of fastgru.reference)
 """
 
 from __future__ import annotations
 
 import itertools
 
-from fastgru.bench.cases import (DTYPES, MODES, Case, compile_split, default_dtypes, gru_case, gru_shape,
-                                  quick_gru_cases)
+from fastgru.bench.cases import (DTYPES, MODES, QUICK_COMPILE_SKIP, Case, compile_split, default_dtypes, gru_case,
+                                  gru_shape, quick_gru_cases)
 from fastgru.bench.gru_providers import gru_setup
 
 from bench.attention_providers import attention_setup
 from bench.cell_providers import cell_setup
+from bench.decoder_providers import decoder_setup
 
-SUITES = ("gru", "cell", "attention")
-SETUPS = {"gru": gru_setup, "cell": cell_setup, "attention": attention_setup}
+SUITES = ("gru", "cell", "attention", "decoder")
+SETUPS = {"gru": gru_setup, "cell": cell_setup, "attention": attention_setup, "decoder": decoder_setup}
 
 BATCHES = (1, 8, 32, 128, 512)
 HIDDENS = (128, 256, 512, 1024)
@@ -38,6 +43,22 @@ ADDITIVE_HEADS = 4  # splitting ATTN_SIZE and ATTN_DIM
 HOPS = (4, 8)  # multi-hop pooling (Lin et al. 2017)
 HOP_T = (512, 2048)
 MHA_PROVIDERS = ("fastgru", "naive_ref", "nn.MultiheadAttention", "sdpa")
+# The attention GRU decoder (additive attention, Bahdanau): a teacher-forced training step over
+# DEC_T_OUT target positions and one decoding step, vs the tutorial-style decoder eager and compiled.
+# Keys are a bidirectional encoder's outputs, K = 2H (Bahdanau et al. 2015); input (embedding)
+# size I = H and attention size A = H, as in the PyTorch seq2seq tutorial.
+DEC_BATCHES = (1, 8, 64)
+DEC_T_IN = (64, 512)
+DEC_HIDDENS = (256, 512)
+DEC_T_OUT = 32
+DEC_KEY_FACTOR = 2
+DEC_PROVIDERS = ("fastgru", "eager_ref", "compiled_ref")
+# torch.compile unrolls the Tout-step loop of the training step, forward and backward (on 2 CPU
+# cores, cold: 40 s at Tout = 5 and tiny sizes; it grows with Tout), so that compiles only at two
+# corners (B, H, Tin); one step compiles in seconds (8 s on CPU at B=1, H=256), so the decoding
+# step compiles at every shape. Compile-only parts run last (compile_split).
+DEC_COMPILE_POINTS = {(8, 256, 64), (64, 512, 512)}
+DEC_QUICK = {"B": 8, "Tin": 64, "H": 64, "Tout": 16}  # --quick: one case of each op, seconds on a CPU
 
 # torch.compile unrolls the reference's time loop, so compiling costs seconds to minutes per
 # shape. It runs only at T=64 and on a few (batch, hidden) points, enough to place it.
@@ -129,6 +150,36 @@ def _multi_cases(mode, dtype, quick=False):
     return cases
 
 
+def decoder_shape(B, H, Tin, Tout=None) -> dict:
+    """A decoder case's shape: I = A = H, K = DEC_KEY_FACTOR * H; ``Tout`` only for the
+    teacher-forced training step (the decoding step is one token)."""
+    shape = {"B": B} if Tout is None else {"B": B, "Tout": Tout}
+    return dict(shape, Tin=Tin, I=H, H=H, K=DEC_KEY_FACTOR * H, A=H)
+
+
+def decoder_cases(quick=False, dtypes=("fp32", "bf16")):
+    ops = (("attention_decoder", "training"), ("attention_decoder_step", "inference"))
+    if quick:
+        q = DEC_QUICK
+        shapes = {"training": decoder_shape(q["B"], q["H"], q["Tin"], q["Tout"]),
+                  "inference": decoder_shape(q["B"], q["H"], q["Tin"])}
+        cases = [Case("decoder", op, mode, d, shapes[mode], DEC_PROVIDERS, DEC_PROVIDERS[1:])
+                 for d in dtypes for op, mode in ops]
+        return [compile_split(c, False, QUICK_COMPILE_SKIP)[0] for c in cases]
+    splits = []
+    for d, (op, mode), Tin, H, B in itertools.product(dtypes, ops, DEC_T_IN, DEC_HIDDENS, DEC_BATCHES):
+        training = mode == "training"
+        case = Case("decoder", op, mode, d, decoder_shape(B, H, Tin, DEC_T_OUT if training else None), DEC_PROVIDERS,
+                    DEC_PROVIDERS[1:])
+        if training:
+            compiles = (B, H, Tin) in DEC_COMPILE_POINTS
+            splits.append(compile_split(case, compiles, f"compile only at (B, H, Tin) in {sorted(DEC_COMPILE_POINTS)} "
+                                                        f"(compile time of the unrolled loop)"))
+        else:
+            splits.append(compile_split(case, True, ""))
+    return _ordered(splits)
+
+
 def select(suite="all", quick=False, dtypes=None, device="cpu"):
     """The cases of one suite (or all), in run order. bf16 runs by default only on CUDA."""
     if dtypes is None:
@@ -137,7 +188,7 @@ def select(suite="all", quick=False, dtypes=None, device="cpu"):
     if unknown:
         raise ValueError(f"unknown dtype(s) {sorted(unknown)}; choose from {sorted(DTYPES)}")
     suites = SUITES if suite == "all" else (suite,)
-    makers = {"gru": gru_cases, "cell": cell_cases, "attention": attention_cases}
+    makers = {"gru": gru_cases, "cell": cell_cases, "attention": attention_cases, "decoder": decoder_cases}
     cases = []
     for s in suites:
         if s not in makers:

@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:  # the repository's bench/ package (not installed)
 
 from bench import attention_flops, cli, compare, plots, result_files, results_index  # noqa: E402
 from bench import suites as S  # noqa: E402
+from bench.decoder_providers import decoder_cost  # noqa: E402
 
 FAST = {"warmup_ms": 1.0, "rep_ms": 5.0}
 
@@ -55,6 +56,18 @@ def test_attention_flops_by_hand():
     assert attention_flops.dot_attention(2, 3, 4, 8, method="general").flops == 888 + 768
 
 
+def test_decoder_flops_by_hand():
+    # B=2, Tin=3, I=4, H=5, K=6, A=7; per step and row: query 2*5*7 = 70, scores 4*3*7 = 84,
+    # softmax 5*3 = 15, context 2*3*6 = 36, GRU step on [x, c] 2*15*(4+6+5) + 12*5 = 510
+    step = decoder_cost("attention_decoder_step", 2, 3, 4, 5, 6, 7)
+    assert step.flops == 2 * 715
+    # x, h (2*9), keys and their projection (2*3*13), h_t, c_t (2*11); parameters 15*15 + 30 + 7*13
+    assert step.bytes == 4 * (18 + 78 + 22 + 346)
+    # teacher forcing over Tout=2: 2 steps per row + the key projection once, 2*2*3*6*7 = 504
+    assert decoder_cost("attention_decoder", 2, 3, 4, 5, 6, 7, Tout=2).flops == 2 * 2 * 715 + 504
+    assert decoder_cost("attention_decoder", 2, 3, 4, 5, 6, 7, Tout=2, mode="training").flops == 3 * (2860 + 504)
+
+
 # ------------------------------------------------------------------------------------ cases
 
 
@@ -82,6 +95,27 @@ def test_case_lists():
     assert len(keys) == len(set(keys))
     with pytest.raises(ValueError):
         S.select("nope")
+
+
+def test_decoder_case_list():
+    full = S.decoder_cases(dtypes=("fp32",))
+    main = [c for c in full if "fastgru" in c.providers]
+    grid = len(S.DEC_BATCHES) * len(S.DEC_T_IN) * len(S.DEC_HIDDENS)
+    assert len(main) == 2 * grid and {c.op for c in main} == {"attention_decoder", "attention_decoder_step"}
+    assert all(c.shape["K"] == S.DEC_KEY_FACTOR * c.shape["H"] and c.shape["A"] == c.shape["I"] == c.shape["H"]
+               for c in full)
+    train = [c for c in main if c.mode == "training"]
+    assert all(c.op == "attention_decoder" and c.shape["Tout"] == S.DEC_T_OUT for c in train)
+    assert all("Tout" not in c.shape for c in main if c.mode == "inference")
+    # compile-only parts run last: the decoding step at every shape, the training step at the compile points
+    only = full[len(main):]
+    assert all(c.providers == ("compiled_ref",) for c in only)
+    assert {(c.shape["B"], c.shape["H"], c.shape["Tin"]) for c in only if c.mode == "training"} == S.DEC_COMPILE_POINTS
+    assert len([c for c in only if c.mode == "inference"]) == grid
+    assert all("compiled_ref" in c.skip for c in train if (c.shape["B"], c.shape["H"], c.shape["Tin"])
+               not in S.DEC_COMPILE_POINTS)
+    quick = S.select("decoder", quick=True, device="cpu")
+    assert len(quick) == 2 and all("compiled_ref" in c.skip for c in quick)
 
 
 # ------------------------------------------------------------------------------------ runner
@@ -327,3 +361,21 @@ def test_attention_case_runs_and_checks(op):
     if rows["fastgru"]["status"] == "ok":
         assert rows["fastgru"]["rel_error"] <= rows["fastgru"]["tolerance"]
         assert set(rows["fastgru"]["speedup"]) == set(providers[1:])
+
+
+@pytest.mark.parametrize("op", ["attention_decoder", "attention_decoder_step"])
+def test_decoder_case_runs_and_checks(op):
+    """The teacher-forced training step and one decoding step: fastgru and the tutorial-style
+    decoder (sharing its weights) both within the fp32 limit of the float64 reference (here, without
+    CUDA, fastgru's fused decoder kernel runs in the interpreter: tiny shapes)."""
+    mode = "training" if op == "attention_decoder" else "inference"
+    shape = {"B": 2, "Tout": 2, "Tin": 3, "I": 4, "H": 4, "K": 8, "A": 4}
+    if mode == "inference":
+        del shape["Tout"]
+    case = C.Case("decoder", op, mode, "fp32", shape, ("fastgru", "eager_ref"), ("eager_ref",))
+    rows = {r["provider"]: r for r in runner.run_case(case, "cpu", S.SETUPS["decoder"], **FAST)}
+    assert rows["eager_ref"]["status"] == "ok", rows["eager_ref"]["error"]
+    assert rows["eager_ref"]["rel_error"] <= 1e-5
+    fg = rows["fastgru"]
+    assert fg["status"] == "ok", fg["error"]
+    assert fg["rel_error"] <= fg["tolerance"] and set(fg["speedup"]) == {"eager_ref"}
