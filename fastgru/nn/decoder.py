@@ -8,13 +8,11 @@ import torch
 from torch import nn
 
 from .. import functional as AF
-from ..functional.decoder import DecoderState
+from ..functional.decoder import DecoderState, _feeds, _score
 from .attention import _vector
 from .recurrent import GRU
 
 __all__ = ["AttentionGRUDecoder", "DecoderState", "greedy_decode"]
-
-_ATTENTION = ("additive", "dot", "general")
 
 
 class AttentionGRUDecoder(nn.Module):
@@ -46,17 +44,12 @@ class AttentionGRUDecoder(nn.Module):
     def __init__(self, input_size, hidden_size, key_size, attention="additive", attention_size=None,
                  input_feeding=False, num_layers=1, bias=True, device=None, dtype=None):
         super().__init__()
-        if attention not in _ATTENTION:
-            raise ValueError(f"attention must be one of {_ATTENTION}, got {attention!r}")
+        _score(attention)
         for name, size in (("input_size", input_size), ("hidden_size", hidden_size), ("key_size", key_size),
                            ("num_layers", num_layers)):
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 raise ValueError(f"{name} must be a positive int, got {size!r}")
-        if not isinstance(input_feeding, bool):
-            raise TypeError(f"input_feeding must be a bool, got {type(input_feeding).__name__}")
-        if attention == "additive" and input_feeding:
-            raise ValueError("input_feeding applies to attention='dot' or 'general': additive attention already feeds "
-                             "its context into the step")
+        feeds = _feeds(attention, input_feeding)  # the context joins the GRU's input
         if attention == "dot" and key_size != hidden_size:
             raise ValueError(f"attention='dot' scores h . k: key_size ({key_size}) must equal hidden_size "
                              f"({hidden_size}); use attention='general' for a learned W_a")
@@ -66,7 +59,6 @@ class AttentionGRUDecoder(nn.Module):
         self.input_size, self.hidden_size, self.key_size = input_size, hidden_size, key_size
         self.attention, self.input_feeding, self.num_layers = attention, input_feeding, num_layers
         self.attention_size = (attention_size or hidden_size) if attention == "additive" else hidden_size
-        feeds = attention == "additive" or input_feeding
         self.gru = GRU(input_size + (key_size if feeds else 0), hidden_size, num_layers, bias=bias, batch_first=True,
                        **factory)
         if attention == "additive":
