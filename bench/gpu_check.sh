@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command for a lent GPU (torch and triton already installed there, no network):
 #   bash bench/gpu_check.sh
-# Prints nvidia-smi and versions, installs fastgru in place (offline), runs the GRU GPU tests,
+# Prints nvidia-smi and versions, installs fastgru in place (offline), runs first the GPU tests of
+# the hazards the interpreter hides (tests/test_gpu_hazards.py, at most 90 s), then the GRU GPU tests,
 # the other GPU tests (stopping at the 8th failure so tracebacks print), the grid-barrier floor,
 # the strategy table (every recurrence strategy beside nn.GRU at the goal shapes), the rest of the
 # suite on CUDA, the quick sweep and the full sweep, all inside GPU_CHECK_BUDGET_S. pytest uses
@@ -15,6 +16,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/fastgru-gpu-check}"
 BUDGET="${GPU_CHECK_BUDGET_S:-480}"
+HAZARD_LIMIT="${GPU_CHECK_HAZARD_S:-90}"
 TEST_LIMIT="${GPU_CHECK_TEST_S:-150}"
 REST_LIMIT="${GPU_CHECK_REST_S:-90}"
 ATTN_LIMIT="${GPU_CHECK_ATTN_S:-90}"
@@ -52,14 +54,20 @@ python3 -c "import fastgru, fastgru.kernels, fastgru.bench; print('fastgru', fas
 
 XDIST=""
 python3 -c "import xdist" 2>/dev/null && XDIST="-n ${GPU_CHECK_WORKERS:-8}"
-echo "== GRU GPU tests on CUDA (at most ${TEST_LIMIT}s; log in pytest.log)"
-timeout "$TEST_LIMIT" python3 -m pytest $XDIST tests/test_gpu_gru.py -rfE -v --tb=short --no-header -p no:cacheprovider > "$OUT/pytest.log" 2>&1
+echo "== first: the hazards the interpreter hides (at most ${HAZARD_LIMIT}s; log in pytest.log)"
+timeout "$HAZARD_LIMIT" python3 -m pytest $XDIST tests/test_gpu_hazards.py -rfE -v --tb=short --no-header -p no:cacheprovider > "$OUT/pytest.log" 2>&1
+echo "pytest tests/test_gpu_hazards.py exit code $? (124 = stopped at ${HAZARD_LIMIT}s)"
+grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40
+tail -n 3 "$OUT/pytest.log"
+
+echo "== GRU GPU tests on CUDA (at most ${TEST_LIMIT}s; appended to pytest.log)"
+timeout "$TEST_LIMIT" python3 -m pytest $XDIST tests/test_gpu_gru.py -rfE -v --tb=short --no-header -p no:cacheprovider >> "$OUT/pytest.log" 2>&1
 echo "pytest tests/test_gpu_gru.py exit code $? (124 = stopped at ${TEST_LIMIT}s)"
 grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40
 tail -n 3 "$OUT/pytest.log"
 
 echo "== the other GPU tests (at most ${ATTN_LIMIT}s; stops at the 8th failure so tracebacks print)"
-timeout "$ATTN_LIMIT" python3 -m pytest $XDIST -m gpu --ignore=tests/test_gpu_gru.py --maxfail=8 -rfE -v --tb=short --no-header -p no:cacheprovider >> "$OUT/pytest.log" 2>&1
+timeout "$ATTN_LIMIT" python3 -m pytest $XDIST -m gpu --ignore=tests/test_gpu_gru.py --ignore=tests/test_gpu_hazards.py --maxfail=8 -rfE -v --tb=short --no-header -p no:cacheprovider >> "$OUT/pytest.log" 2>&1
 echo "pytest -m gpu (others) exit code $? (124 = stopped at ${ATTN_LIMIT}s)"
 tail -n 3 "$OUT/pytest.log"
 
