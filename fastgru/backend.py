@@ -12,6 +12,7 @@ switched on here, at import, before ``fastgru.kernels`` is ever imported.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import sys
@@ -144,6 +145,36 @@ def sm_limits(device) -> tuple[int, int, int]:
         getattr(p, "shared_memory_per_multiprocessor", HOPPER_LIMITS[1]),
         getattr(p, "shared_memory_per_block_optin", HOPPER_LIMITS[2]),
     )
+
+
+_libcuda = None  # ctypes handle of the CUDA driver, loaded on first use; False where there is none
+
+
+def _cuda_driver():
+    global _libcuda
+    if _libcuda is None:
+        try:
+            _libcuda = ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            _libcuda = False
+    return _libcuda or None
+
+
+def max_active_blocks(function, threads: int, shared_bytes: int) -> int | None:
+    """How many blocks of the loaded kernel ``function`` (a CUfunction handle, as Triton's
+    compiled kernels hold it) one SM runs at once with ``threads`` threads a block and
+    ``shared_bytes`` of dynamic shared memory: the driver's own answer
+    (cuOccupancyMaxActiveBlocksPerMultiprocessor), the bound a cooperative launch is checked
+    against. None where no CUDA driver (or no handle) answers: the compile check, the interpreter."""
+    if _assumed_sms is not None or not function:
+        return None
+    cuda = _cuda_driver()
+    if cuda is None:
+        return None
+    blocks = ctypes.c_int(0)
+    status = cuda.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+        ctypes.byref(blocks), ctypes.c_void_p(int(function)), ctypes.c_int(int(threads)), ctypes.c_size_t(int(shared_bytes)))
+    return int(blocks.value) if status == 0 else None
 
 
 def set_nan_fill(enabled: bool) -> None:

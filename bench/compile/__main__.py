@@ -24,7 +24,7 @@ def main(argv=None) -> int:
                    help="strategies also compiled forced beside the dispatcher's pick (comma-separated, '' for none; "
                         "default: the form's own list)")
     p.add_argument("--cases", default="all",
-                   help="comma-separated subset of gru,gru-reset-before,cell,attention,decoder: the case families to compile (default: all)")
+                   help="comma-separated subset of gru,gru-reset-before,cell,attention,decoder,gru-small: the case families to compile (default: all)")
     args = p.parse_args(argv)
 
     from . import driver

@@ -33,6 +33,9 @@ class Grid:
     attention: tuple  # (N, Tq, T, F, D); F is A (additive) or K (dot)
     decoder: tuple = ()  # (N, T_in, H, K): the attention decoder (additive A = H; dot F = H)
     decoder_alternate: bool = False  # one score a dtype, alternating (each kernel still compiles in every dtype)
+    # gru-small: hidden sizes below the MMA's minimum tile and around it, every one; the layer at
+    # B = SMALL_B in both directions and the cell, the dispatcher's own picks only.
+    small_h: tuple = tuple(range(1, 17))
     T: int = 2
     I: int = 64
 
@@ -49,7 +52,9 @@ FULL = Grid(
 QUICK = Grid(gru=((8, 64, 2),), gru_forced=("rows", "stepwise", "persistent"), gru_reset_before=((8, 64, 2),),
              cell=((8, 64),),
              attention=((2, 1, 32, 32, 32), (2, 16, 32, 32, 32)), decoder=((8, 32, 64, 64),),
-             decoder_alternate=True)
+             decoder_alternate=True, small_h=())
+# (The quick form leaves gru-small out: tests/test_gru_small_hidden.py compiles it with exact
+# specialization, H = 1, 16 and the rest being different binaries, and runs the picks.)
 
 
 @contextmanager
@@ -179,8 +184,20 @@ def _fmt(shape: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in shape.items())
 
 
-# What --cases selects: GRU layers, GRU layers with reset_after=False, GRUCell, attention, the decoder.
-FAMILIES = ("gru", "gru-reset-before", "cell", "attention", "decoder")
+# What --cases selects: GRU layers, GRU layers with reset_after=False, GRUCell, attention, the
+# decoder, and the small-H GRU layers and cells (gru-small).
+FAMILIES = ("gru", "gru-reset-before", "cell", "attention", "decoder", "gru-small")
+SMALL_B = 3
+
+
+def gru_small(target, dtype_label, grid: Grid):
+    """gru-small: every H of ``grid.small_h`` through the dispatcher, as layer (D = 1 and 2) and
+    as cell. An MMA tile below 16 is a compile error on the GPU; the plans must never produce
+    one, whichever strategy they pick."""
+    for H in grid.small_h:
+        for D in (1, 2):
+            gru_layer(target, dtype_label, SMALL_B, H, D, grid.T, grid.I, None)
+        gru_cell(target, dtype_label, SMALL_B, H)
 
 
 def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
@@ -196,6 +213,8 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
                             gru_layer(target, label, B, H, D, grid.T, grid.I, strategy, reset_after)
             for B, H in grid.cell if "cell" in families else ():
                 gru_cell(target, label, B, H)
+            if "gru-small" in families:
+                gru_small(target, label, grid)
             for score in AA.SCORES if "attention" in families else ():
                 for N, Tq, T, F, D in grid.attention:
                     attention(target, label, score, N, Tq, T, F, D)

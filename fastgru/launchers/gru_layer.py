@@ -23,7 +23,7 @@ from .. import backend
 from ..ops.guard import tf32_allowed
 from .launch import launch, resources
 from .loader import kernels
-from .plan import plan_gru
+from .plan import persistent_refused, plan_gru
 
 _LOWP = (torch.float16, torch.bfloat16)
 
@@ -63,6 +63,21 @@ def _folded_input_bias(b_ih, b_hh, D, H, reset_after):
     b_hh_rz = b_hh.view(D, 3, H).clone()
     b_hh_rz[:, 2] = 0
     return b_ih + b_hh_rz.reshape(-1)
+
+
+def _run_planned(plan, run, fit, B, H, D, device, dtype, strategy):
+    """``run(plan)``. Where the device refuses a persistent plan's cooperative launch (a
+    RuntimeError at launch: its grid was not co-resident after all), the dispatcher's next
+    choice for the shape runs instead, with one warning a process (plan.persistent_refused); a
+    forced ``strategy='persistent'`` gets a RuntimeError that says so. Nothing has been written
+    when a launch is refused, so the other strategy starts from the same buffers."""
+    if plan.strategy != "persistent":
+        return run(plan)
+    try:
+        return run(plan)
+    except RuntimeError as exc:
+        persistent_refused(B, H, D, device, dtype, exc, forced=strategy == "persistent")
+    return run(plan_gru(B, H, D, device, None, dtype, resources=fit))
 
 
 def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy=None, reset_after=True):
@@ -114,11 +129,15 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
                 [gx, w_hh, lengths, hbuf, gates, s, T, B, H, D, *gx_strides],
                 dict(SAVE=save, **dot, **plan.blocks(), num_warps=plan.num_warps))
 
-    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=lambda p: resources(*job(p)))
-    for s in range(T if plan.strategy == "stepwise" else 1):
-        if plan.strategy == "stepwise" and not reset_after:
-            launch(*reset_phase(plan, s))
-        launch(*job(plan, s))
+    def run(plan):
+        for s in range(T if plan.strategy == "stepwise" else 1):
+            if plan.strategy == "stepwise" and not reset_after:
+                launch(*reset_phase(plan, s))
+            launch(*job(plan, s))
+
+    fit = lambda p: resources(*job(p))  # noqa: E731
+    _run_planned(plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=fit), run, fit, B, H, D, x.device,
+                 w_hh.dtype, strategy)
     h_n = hbuf[T % 2].to(x.dtype, copy=True)  # a fresh tensor, not a view into the scratch buffer
     return out, h_n, (hprev, gates)
 
@@ -170,9 +189,11 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
         # The forward held the shape but the backward kernel does not fit (it holds more live
         # state): the dispatcher's own choice runs the backward; the result is the same.
         plan = plan_gru(B, H, D, x.device, None, w_hh.dtype, resources=fit)
-    if plan.strategy != "stepwise":
-        launch(*job(plan))
-    else:
+
+    def run(plan):
+        if plan.strategy != "stepwise":
+            launch(*job(plan))
+            return
         gates_tile = dict(num_warps=plan.num_warps, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h)
         grid = (plan.batch_blocks, plan.hidden_blocks, D)
         for step in range(T):
@@ -182,6 +203,8 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
                 launch(bwd.gru_bwd_reset_kernel, grid, [dout, w_hh, *state, s, cur, *sizes],
                        dict(num_warps=plan.num_warps, **_layer_dot_options(w_hh), **plan.blocks()))
             launch(*job(plan, step))
+
+    _run_planned(plan, run, fit, B, H, D, x.device, w_hh.dtype, strategy)
     dh0 = dbuf[T % 2]
 
     flat_dgx = dgx.reshape(-1, D * H3)

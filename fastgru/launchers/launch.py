@@ -48,6 +48,7 @@ class Resources:
     shared_bytes: int
     num_warps: int
     spill_bytes: int = 0  # local memory per thread
+    resident: Optional[int] = None  # programs one SM holds at once, by the driver's occupancy query (None: no driver)
 
 
 class Target(Protocol):
@@ -95,24 +96,40 @@ def _specialization(arg):
 
 def resources(kernel, grid, args, meta) -> Optional[Resources]:
     """Compile ``kernel`` for these arguments (or take it from Triton's cache) without running it,
-    and report what one program holds on an SM: what decides how many programs fit at once.
-    None when the compiled kernel cannot run on this device at all (too much shared memory)."""
-    from triton.runtime.errors import OutOfResources  # imported on use (backend.py)
-
+    and report what one program holds on an SM and how many programs the driver says one SM
+    holds at once: what decides how many programs fit at once. None when the kernel does not
+    fit: it cannot run on this device (too much shared memory, too many threads) or the
+    compiler refuses it (an MMA tile below the minimum, a failed pass). The dispatcher asks
+    this only of candidate plans, so a compile error here means "try another", never an error
+    for the user; a launch that is not a candidate compiles when it runs, and raises there."""
     job = Launch(kernel, grid, tuple(args), dict(meta))
     if _target is not None:
         return _target.resources(job)
     key = (job.name, tuple(map(_specialization, job.args)), tuple(sorted(job.meta.items())))
     if key not in _resources_seen:
-        compiled = untuned(kernel).warmup(*job.args, grid=grid, **job.meta)
-        try:
-            compiled._init_handles()  # loads the binary: registers and local memory come from the driver
-            res = Resources(int(compiled.n_regs), int(compiled.metadata.shared), int(compiled.metadata.num_warps),
-                            4 * int(compiled.n_spills))
-        except OutOfResources:
-            res = None
-        _resources_seen[key] = res
+        _resources_seen[key] = _compiled_resources(job)
     return _resources_seen[key]
+
+
+def _compile_errors() -> tuple:
+    """What the compiler raises for a kernel it will not build: its front end's CompilationError,
+    ptxas' PTXASError, OutOfResources on loading, and the RuntimeError of a failed MLIR pass."""
+    from triton.compiler.errors import CompilationError  # imported on use (backend.py)
+    from triton.runtime.errors import OutOfResources, PTXASError
+
+    return CompilationError, PTXASError, OutOfResources, RuntimeError
+
+
+def _compiled_resources(job: Launch) -> Optional[Resources]:
+    try:
+        compiled = untuned(job.kernel).warmup(*job.args, grid=job.grid, **job.meta)
+        compiled._init_handles()  # loads the binary: registers and local memory come from the driver
+    except _compile_errors():
+        return None
+    num_warps = int(compiled.metadata.num_warps)
+    shared = int(compiled.metadata.shared)
+    return Resources(int(compiled.n_regs), shared, num_warps, 4 * int(compiled.n_spills),
+                     resident=backend.max_active_blocks(getattr(compiled, "function", None), 32 * num_warps, shared))
 
 
 @contextmanager

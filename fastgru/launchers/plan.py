@@ -9,18 +9,23 @@
               slice on-chip for the whole sequence and a grid barrier separates steps.
               The default on CUDA for bf16/fp16 wherever a plan fits: the compiled kernel runs
               without spills and its whole grid is co-resident, judged from its own registers
-              and shared memory (resident_programs). Measured on an H100 (bench/results/
-              nvidia-h100-80gb-hbm3/strategies/) it beat rows, stepwise and cuDNN at every goal
-              shape it holds. fp32: opt-in until its 3xTF32 path is GPU-tested (see
+              and shared memory (resident_programs: the driver's occupancy query on a GPU).
+              Should the device refuse the cooperative launch all the same, the dispatcher's
+              next strategy runs, with one warning a process (persistent_refused). Measured on
+              an H100 (bench/results/nvidia-h100-80gb-hbm3/strategies/) it beat rows, stepwise
+              and cuDNN at every goal shape it holds. fp32: opt-in until its 3xTF32 path is GPU-tested (see
               PERSISTENT_DEFAULT_DTYPES). Under the interpreter only when forced, and only with a
               single hidden block.
 
-Under the interpreter programs run one after another, so one program per batch block with the
-whole of H in a single tile is cheapest, and tiles need not meet tensor-core minimums.
+Every GPU tile meets the tensor cores' minimum (16 on M, N and K, MMA_MIN), padding with masks
+where H or B is smaller. Under the interpreter programs run one after another, so one program
+per batch block with the whole of H in a single tile is cheapest, and tiles need not meet
+tensor-core minimums (tests/test_gru_gpu_tiles.py runs the GPU's tiles there explicitly).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -35,6 +40,11 @@ STRATEGIES = ("rows", "stepwise", "persistent")
 # tile (M = 64 per warpgroup) on Hopper's tensor cores; 32 and 16 (mma.sync) spread the weights
 # over more SMs where a 64-unit slice does not fit. The first whose compiled kernel fits wins.
 PERSISTENT_BLOCK_H = (64, 32, 16)
+
+# The smallest M, N and K a tensor-core dot compiles with (Triton's NVIDIA backend refuses a
+# smaller one for every dtype, fp32 and fp64 included). Every GPU tile meets it; masks cover
+# the padding.
+MMA_MIN = 16
 
 # Dtypes for which the dispatcher picks `persistent` by itself (where its plan fits). bf16/fp16
 # passed the CUDA parity and bitwise-repeatability tests on an H100 and won every goal shape they
@@ -85,18 +95,25 @@ def persistent_candidates(B: int, H: int, D: int) -> list[GRUPlan]:
     """Persistent plans for a shape, in the order tried: each hidden block of PERSISTENT_BLOCK_H
     with a 4-warp forward (measured 1.2-1.4x faster than 8, bf16 inference, B 1-8, H 256-1024),
     then with 8 (half the registers a thread, where 4 spill); the backward always 8. The batch
-    sits on the MMA's N side: one block of up to 64 rows (16 at least, the MMA's minimum)."""
-    block_b = min(max(16, _pow2(B)), 64)
-    hp = _pow2(H)
-    sizes = [bh for bh in PERSISTENT_BLOCK_H if bh <= max(16, hp)]
+    sits on the MMA's N side: one block of up to 64 rows (16 at least, the MMA's minimum); the
+    K side spans all of H, padded to a power of two and to the MMA's minimum (H <= 8 would
+    otherwise give a K the compiler rejects)."""
+    block_b = min(max(MMA_MIN, _pow2(B)), 64)
+    hp = max(MMA_MIN, _pow2(H))
+    sizes = [bh for bh in PERSISTENT_BLOCK_H if bh <= hp]
     return [_plan("persistent", B, H, block_b, bh, hp, w, bwd_num_warps=8) for bh in sizes for w in (4, 8)]
 
 
 def resident_programs(res: Resources, device) -> int:
     """How many programs of a compiled kernel one SM holds at once (0 when it spills or cannot
-    run at all): the least of what its registers, shared memory and threads allow."""
+    run at all). The driver's own occupancy query where there was a driver to ask
+    (``res.resident``: it knows the shared-memory carve-out, the allocation granularities and
+    the per-SM block limit); otherwise, under the compile check, an estimate: the least of what
+    the kernel's registers, shared memory and threads allow."""
     if res.spill_bytes:
         return 0
+    if res.resident is not None:
+        return res.resident
     regs_per_sm, smem_per_sm, smem_per_block = backend.sm_limits(device)
     if res.shared_bytes > smem_per_block:
         return 0
@@ -149,6 +166,50 @@ def _lean_plan(candidates: list[GRUPlan], resources) -> GRUPlan:
     return candidates[-1]
 
 
+# Shapes whose cooperative launch the device refused: the dispatcher does not pick persistent for
+# them again in this process. One warning per process (_warned), at the first refusal.
+_refused: set = set()
+_warned = False
+
+
+class PersistentFallbackWarning(RuntimeWarning):
+    """The device refused a persistent launch the dispatcher had planned; another strategy ran."""
+
+
+def _shape_key(B, H, D, device, dtype):
+    device = device.device if isinstance(device, torch.Tensor) else torch.device(device)
+    return B, H, D, str(device), dtype
+
+
+def was_refused(B: int, H: int, D: int, device, dtype) -> bool:
+    """True once the device has refused a persistent launch of this shape in this process."""
+    return _shape_key(B, H, D, device, dtype) in _refused
+
+
+def persistent_refused(B: int, H: int, D: int, device, dtype, exc: BaseException, forced: bool) -> None:
+    """A persistent launch of this shape failed at launch (``exc``, a RuntimeError from the
+    driver: its grid was not co-resident after all -- an MPS limit, a shared-memory carve-out the
+    occupancy query did not foresee). Forced (``strategy='persistent'``): a RuntimeError that
+    says so. The dispatcher's own pick: the shape is remembered, so plan_gru plans another
+    strategy for it from now on, and the first refusal in the process warns (once)."""
+    if forced:
+        raise RuntimeError(
+            f"strategy='persistent': the device refused the cooperative launch for B={B}, H={H}, D={D} in {dtype} "
+            f"({exc}); its grid is not co-resident on this device. Leave strategy=None to let the dispatcher fall "
+            "back to another strategy"
+        ) from exc
+    global _warned
+    _refused.add(_shape_key(B, H, D, device, dtype))
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"fastgru: the device refused the persistent GRU kernel's cooperative launch for B={B}, H={H}, D={D} in "
+            f"{dtype} ({exc}); running another strategy for this shape from now on. This warning is shown once per "
+            "process; later refusals fall back silently",
+            PersistentFallbackWarning, stacklevel=3,
+        )
+
+
 def plan_gru(
     B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32,
     resources: Callable[[GRUPlan], Optional[Resources]] | None = None,
@@ -172,7 +233,8 @@ def plan_gru(
             return _plan("persistent", B, H, block_b, block_h, _pow2(H), 4)
         return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4)
 
-    wants_persistent = strategy == "persistent" or (strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES)
+    wants_persistent = strategy == "persistent" or (
+        strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES and not was_refused(B, H, D, device, dtype))
     if wants_persistent and resources is not None:
         plan = _persistent_plan(B, H, D, device, dtype, resources)
         if plan is not None:
