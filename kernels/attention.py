@@ -26,8 +26,11 @@ autotuned.
 Heads and dropout: the batch axis B = N * HEADS holds row n * HEADS + h for head h of batch
 row n; lengths and the key padding mask are per batch row (index b // HEADS), the additive
 score vector per head (row b % HEADS of ``w``). Dropout on the attention weights (p_drop > 0)
-draws one Philox number per weight from ``seed`` and the weight's flat index, so the backward
-regenerates the forward's mask instead of storing it.
+draws one Philox number per weight from the seed and the weight's flat index, so the backward
+regenerates the forward's mask instead of storing it. ``seed`` points to one int64 on the device
+(None without dropout), read once per program: the caller draws it per call with torch's
+generator on the device, so a CUDA graph's replays each draw a new mask from unchanged launch
+arguments, and no host value is read.
 
 Conventions: ``o_`` offsets, ``m_`` masks, ``b_`` register blocks, ``s_`` strides, ``p_``
 pointers; shapes in comments as ``# [BQ, BT]``. Every loaded value is converted to the compute
@@ -47,7 +50,7 @@ from .attention_configs import every_config, prune
 # The autotune key: the score and the shape's bucket (powers of two, attention_configs.bucket).
 _BUCKET = ["KEY_TQ", "KEY_T", "KEY_F", "KEY_D"]
 _KEY = ["SCORE", *_BUCKET]
-_RUNTIME = ["HEADS", "p_drop", "seed", *_BUCKET]  # never specialized on (a new seed must not recompile)
+_RUNTIME = ["HEADS", "p_drop", "seed", *_BUCKET]  # never specialized on (seed: a pointer, its alignment)
 
 _HEURISTICS = {
     "HAS_LENGTHS": lambda a: a["lengths"] is not None,
@@ -65,11 +68,16 @@ _BWD_HEURISTICS = {**_HEURISTICS, "HAS_DPROB": lambda a: a["dprob"] is not None}
 @triton.jit
 def mm(a, b, USE_DOT: tl.constexpr, CDT: tl.constexpr, DOT_DT: tl.constexpr, PRECISION: tl.constexpr):
     """a [M, K] @ b [K, N] -> [M, N] in CDT. tl.dot (tensor cores) when every tile side is
-    >= 16, else a broadcast multiply-sum (for the small query blocks of attention pooling)."""
+    >= 16, else a broadcast multiply-sum over K (for the small query blocks of attention
+    pooling), written b-first: Triton's combine pass rewrites sum(a[:, :, None] * b[None, :, :],
+    1) with M, N >= 16 into a tl.dot of any K, which Triton 3.6 compiles to a TF32 mma.sync
+    m16n8k8 that fills its 8 K slots with copies of a K < 8 operand (p_v^T dO at BLOCK_Q < 8:
+    wrong dvalues); the b-first product never matches that pattern (FMA only, checked on sm_90
+    with Triton 3.6 and 3.9, tests/test_attention_small_blocks.py)."""
     if USE_DOT:
         return tl.dot(a.to(DOT_DT), b.to(DOT_DT), input_precision=PRECISION, out_dtype=CDT)
     else:
-        return tl.sum(a.to(CDT)[:, :, None] * b.to(CDT)[None, :, :], axis=1)
+        return tl.sum(b.to(CDT)[None, :, :] * a.to(CDT)[:, :, None], axis=1)
 
 
 @triton.jit
@@ -114,9 +122,19 @@ def key_valid(o_t, T, n_valid, mask, mask_row, s_mt, HAS_LENGTHS: tl.constexpr, 
 
 
 @triton.jit
+def load_seed(seed, HAS_DROPOUT: tl.constexpr):
+    """The dropout seed, an int64 scalar read from the pointer ``seed`` (0 without dropout)."""
+    if HAS_DROPOUT:
+        return tl.load(seed)
+    else:
+        return 0
+
+
+@triton.jit
 def dropout_keep(seed, i_n, o_q, o_t, Tq, T, p_drop):
     """[BQ, BT] bool: weight (i_n, o_q, o_t) survives dropout. One Philox number per weight,
-    counted by its flat index in (N, Tq, T), so the backward regenerates the forward's mask."""
+    counted by its flat index in (N, Tq, T), so the backward regenerates the forward's mask.
+    ``seed``: the scalar load_seed read."""
     offsets = (i_n * Tq + o_q)[:, None] * T + o_t[None, :]
     return tl.rand(seed, offsets) >= p_drop
 
@@ -128,8 +146,12 @@ def dprobs(s, b_m, b_l, i_n, o_q, o_t, m_q, m_t, do, val, dprob, dprob_row, Tq, 
            BLOCK_D: tl.constexpr):
     """From masked scores [BQ, BT]: p = exp(s - m) / l, the weights that reach the values (p after
     dropout: kept ones scaled by 1 / (1 - p_drop), the rest 0), and dp = d loss / d p: the
-    gradient of those weights, dO . v_j + dprob_ij, through the dropout mask (0 where masked)."""
-    p = tl.exp(s - b_m[:, None]) / b_l[:, None]
+    gradient of those weights, dO . v_j + dprob_ij, through the dropout mask (0 where masked).
+    Query rows past Tq (m_q false) get p = 0: their stats load as m = 0, l = 1, so exp(s) there
+    would be unnormalised (a zero query's additive score w . tanh(k_j) is not 0) and overflow
+    for large s, and inf * 0 (their zero dO) is NaN in dvalues and dk. Their dO and dprob load
+    as 0, so dp is 0 there too, and with p, so are p_v and ds."""
+    p = tl.exp(tl.where(m_q[:, None], s - b_m[:, None], float("-inf"))) / b_l[:, None]
     dp = row_dots(do, o_q, m_q, s_dq, s_dd, val, o_t, m_t, s_vt, s_vd, D,
                   USE_DOT, CDT, DOT_DT, PRECISION, BLOCK_Q, BLOCK_T, BLOCK_D)
     if HAS_DPROB:
@@ -285,6 +307,7 @@ def attention_fwd(
     m_q, m_d = o_q < Tq, o_d < D
     tq_w = tl.where(i_d == 0, Tq, 0)  # rows whose stats/scores this program writes: value block 0 only
     i_b = i_n // HEADS  # the batch row: its lengths and mask
+    seed = load_seed(seed, HAS_DROPOUT)
     n_valid, hi = _key_range(lengths, i_b, T, HAS_LENGTHS, not NEED_WEIGHTS)  # weights: all T (-inf past the length)
     m_i = tl.full([BLOCK_Q], float("-inf"), CDT)
     l_i = tl.zeros([BLOCK_Q], CDT)
@@ -343,6 +366,7 @@ def attention_bwd_dq(
     m_q, m_c = o_q < Tq, o_c < F
     b_m, b_l = tl.load(stats + o_q, mask=m_q, other=0.0), tl.load(stats + Tq + o_q, mask=m_q, other=1.0)
     i_b = i_n // HEADS
+    seed = load_seed(seed, HAS_DROPOUT)
     n_valid, hi = _key_range(lengths, i_b, T, HAS_LENGTHS, True)
     # delta from the very p and dp that every ds uses, not dO . O from the forward: their rounding
     # differs, and ds = p (dp - delta) amplifies the difference wherever one key dominates a row.
@@ -397,6 +421,7 @@ def attention_bwd_dkv(
     o_e = i_c * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     m_c, m_e, m_tt = o_c < F, o_e < D, o_t < T
     i_b = i_n // HEADS
+    seed = load_seed(seed, HAS_DROPOUT)
     n_valid, _ = _key_range(lengths, i_b, T, HAS_LENGTHS, False)
     m_t = key_valid(o_t, T, n_valid, mask, i_b * s_mn, s_mt, HAS_LENGTHS, HAS_MASK)
     acc_k = tl.zeros([BLOCK_T, BLOCK_F], CDT)

@@ -21,17 +21,27 @@ def attention_configs(score, Tq=None, T=None, F=None, D=None, dtype=torch.float3
 
     With a shape: at most four, decided by its bucket and dtype alone and fitting the shared
     memory of ``arch`` (default: the current target). Without one: every configuration a shape
-    of that score can get. Under the interpreter: exactly one, without touching the driver.
-    Block sides that meet in a tl.dot are >= 16; the additive BLOCK_F never does (it only
-    chunks the tanh tile), and an additive query block below 16 takes the broadcast path."""
+    of that score can get. Under the interpreter: exactly one, without touching the driver
+    (interpreter_config). Block sides that meet in a tl.dot are >= 16; the additive BLOCK_F
+    never does (it only chunks the tanh tile), and an additive query block below 16 takes the
+    broadcast path."""
     if interpret:
-        bq = 1 if score == "additive" and Tq == 1 else 16  # additive pooling (Tq = 1): no tl.dot
-        return [triton.Config(dict(zip(BLOCKS, (bq, 16, 16, 32))), num_warps=4)]
+        return [interpreter_config(score, Tq)]
     if Tq is None:
         return _ALL[score]
     dot_b, cdt_b = element_bytes(dtype)
     candidates = _CANDIDATES[score](bucket(Tq, T, F, D), dot_b, cdt_b)
     return [c for c in candidates if shared_bytes(score, c, dot_b, cdt_b) <= shared_limit(arch)][:4]
+
+
+def interpreter_config(score, Tq=None):
+    """The one configuration the interpreter runs: the query block a GPU takes for this Tq
+    (additive: the bucket up to 16, so a query block below 16 runs the broadcast path there
+    too; dot: 16), with small key, feature and value blocks (16, 16, 32) so that the tests'
+    small shapes still span several blocks of each. Every configuration a GPU can pick runs in
+    tests/test_attention_gpu_configs.py."""
+    bq = min(next_pow2(Tq), 16) if score == "additive" and Tq is not None else 16
+    return triton.Config(dict(zip(BLOCKS, (bq, 16, 16, 32))), num_warps=4)
 
 
 def every_config():

@@ -21,7 +21,8 @@ def _inputs(score, device, masked, need_weights, dropout_p=0.0):
     mask = torch.zeros(N, T, dtype=torch.bool, device=device) if masked else None
     if masked:
         mask[0, 1] = True
-    return q, k, w, v, lengths, mask, 0.5 if score == "dot" else 1.0, score, need_weights, 1, dropout_p, 7
+    seed = torch.tensor([7], device=device) if dropout_p > 0 else None  # the dropout seed: a device tensor
+    return q, k, w, v, lengths, mask, 0.5 if score == "dot" else 1.0, score, need_weights, 1, dropout_p, seed
 
 
 @pytest.mark.parametrize("need_weights, dropout_p", [(False, 0.0), (True, 0.0), (True, 0.25)],

@@ -16,7 +16,7 @@ by 1 / (1 - p)); the weights returned are those after dropout, as nn.MultiheadAt
 them. The functions always apply it when it is positive; the modules pass it only in training.
 
 Backends (fastgru.backend.backend_for): "triton"/"interpret" run the fused kernels (dropout
-drawn inside them from a seed taken from torch's default generator), "reference" the naive
+drawn inside them from a seed tensor drawn per call on the inputs' device), "reference" the naive
 formulation in fastgru.reference (dropout with torch's F.dropout), "torch" (CPU default) plain
 PyTorch operators (the reference formulation, or scaled_dot_product_attention for dot attention
 without weights). Which path dot attention takes: :func:`dot_attention_path`.

@@ -66,11 +66,28 @@ def stats_dtype(values: torch.Tensor) -> torch.dtype:
     return _accumulator(_types(values)[0])
 
 
+def _seed(seed, dropout_p, device):
+    """The kernels' dropout seed argument: None without dropout, else a one-element int64 tensor
+    on ``device``, which the kernels read. The ops pass the tensor they drew on the device (a
+    CUDA graph then replays the launch unchanged while torch's generator draws a new seed); a
+    Python int (tools such as the compile check) is copied to the device, which is not
+    capture-safe."""
+    if dropout_p <= 0.0:
+        return None
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return torch.tensor([seed], dtype=torch.int64, device=device)
+    if not isinstance(seed, torch.Tensor) or seed.dtype != torch.int64 or seed.numel() != 1:
+        raise TypeError(f"seed must be a one-element int64 tensor when dropout_p > 0, got {seed!r}")
+    if seed.device != device:
+        raise RuntimeError(f"seed is on {seed.device} but the attention inputs are on {device}")
+    return seed
+
+
 def _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed):
     """What every attention kernel takes, in its order: the input pointers (``w`` None for
     dot; the key padding mask as uint8), the sizes (Tq, T, F, D), the score's scale (1 for
-    additive), the heads, the dropout probability and seed, the shape's bucket (the autotune
-    key), the inputs' strides (``w`` (F,) or (heads, F)). Also the shape."""
+    additive), the heads, the dropout probability, the seed's pointer (_seed), the shape's
+    bucket (the autotune key), the inputs' strides (``w`` (F,) or (heads, F)). Also the shape."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     additive = score == "additive"
@@ -79,17 +96,19 @@ def _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, se
     shape = (Tq, T, F, D)
     mask_u8, s_mn, s_mt = (None, 0, 0) if mask is None else (mask.view(torch.uint8), mask.stride(0), mask.stride(1))
     inputs = (q, k, w if additive else None, values, lengths, mask_u8)
-    sizes = (*shape, 1.0 if additive else float(scale), int(heads), float(dropout_p), int(seed), *_k()[1].bucket(*shape))
+    seed = _seed(seed, float(dropout_p), values.device)
+    sizes = (*shape, 1.0 if additive else float(scale), int(heads), float(dropout_p), seed, *_k()[1].bucket(*shape))
     s_w = (w.stride(0) if w.dim() == 2 else 0, w.stride(-1)) if additive else (0, 0)
     strides = (*q.stride(), *k.stride(), *s_w, *values.stride(), s_mn, s_mt)
     return inputs, sizes, strides, shape
 
 
-def attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights, heads=1, dropout_p=0.0, seed=0):
+def attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights, heads=1, dropout_p=0.0, seed=None):
     """q (B, Tq, F), k (B, T, F), values (B, T, D) with B = N * heads (row n * heads + h is head
     h of batch row n); ``w`` (F,) or (heads, F) the additive score vector(s) (None for dot),
     ``scale`` the dot score's factor; ``lengths`` (N,) and ``mask`` (N, T) per batch row.
-    ``dropout_p`` > 0 drops attention weights by a Philox mask of ``seed``. Returns (out
+    ``dropout_p`` > 0 drops attention weights by a Philox mask of ``seed`` (a one-element
+    int64 tensor on the inputs' device, read by the kernels; see _seed). Returns (out
     (B, Tq, D), stats (B, 2, Tq): each row's score maximum and softmax denominator, the weights after dropout (B, Tq, T) or None), all in the compute
     dtype (float32, or float64)."""
     inputs, sizes, strides, shape = _operands(score, q, k, w, values, lengths, mask, scale, heads, dropout_p, seed)
@@ -111,7 +130,7 @@ def attention_forward(score, q, k, w, values, lengths, mask, scale, need_weights
 
 
 def attention_backward(score, q, k, w, values, lengths, mask, scale, stats, d_out, d_probs, need_dq,
-                       heads=1, dropout_p=0.0, seed=0):
+                       heads=1, dropout_p=0.0, seed=None):
     """Gradients (dq or None, dk, dw (None for dot), dvalues) in the inputs' dtypes; ``d_probs``
     the gradient of the returned weights, or None; the rest as in attention_forward (the same
     ``seed`` regenerates the forward's dropout mask)."""
