@@ -24,12 +24,14 @@ Backward, reverse time (gru_backward.py's layouts and phases, D = 1), plus
   additive: gates | carry, dC_t = dctx_t + dgx_t W_ic | dp, delta | dq | dh_{t-1} += dq W_q
   dot:      dC_t = dctx_t + dgx_{t+1} W_ic | dp, delta | dq | dh_t += dq | gates | carry
 The probabilities are recomputed from the saved query, keys and (m, l) as exp(s - m) / l.
+exp and / are activations.py's exp and div: in fp32 the compiled tl.exp and / are approximate
+(ex2.approx, div.full), which the fp32 contract cannot afford; FAST (MMA_LOWP, bf16/fp16) takes them.
 """
 
 import triton
 import triton.language as tl
 
-from .activations import tanh, tanh_and_grad
+from .activations import div, exp, tanh, tanh_and_grad
 from .gru_backward import _bwd_carry_block, _bwd_gates_block
 from .gru_common import state_matmul
 from .gru_forward import _fwd_step_block
@@ -101,7 +103,7 @@ def _key_tile(kp, o_b, o_t, valid, o_f, m_f, s_kn, s_kt, CDT: tl.constexpr):
 
 @triton.jit
 def _scores(p_q, kp, v, o_b, m_b, o_t, valid, F, s_kn, s_kt, SCORE: tl.constexpr, CDT: tl.constexpr,
-            BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr):
+            FAST: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr):
     """[BB, BT] scores of the queries at p_q ([BB, 1] row pointers, F features) against the
     keys o_t, -inf where a key does not take part: v . tanh(q + kp_j) or q . kp_j."""
     s = tl.zeros([BLOCK_B, BLOCK_T], CDT)
@@ -112,7 +114,7 @@ def _scores(p_q, kp, v, o_b, m_b, o_t, valid, F, s_kn, s_kt, SCORE: tl.constexpr
         b_k = _key_tile(kp, o_b, o_t, valid, o_f, m_f, s_kn, s_kt, CDT)  # [BB, BT, BF]
         if SCORE == "additive":
             b_v = tl.load(v + o_f, mask=m_f, other=0.0).to(CDT)
-            s += tl.sum(tanh(b_q[:, None, :] + b_k) * b_v[None, None, :], axis=2)
+            s += tl.sum(tanh(b_q[:, None, :] + b_k, FAST) * b_v[None, None, :], axis=2)
         else:
             s += tl.sum(b_q[:, None, :] * b_k, axis=2)
     return tl.where(valid, s, float("-inf"))
@@ -129,7 +131,7 @@ def _row_stats(stats, o_b, m_b, s, T):
 def _attend(q, kp, keys, v, klen, kmask, ctx, stats, sbuf, weights, i_b, s, N, T, T_in, F, K,
             s_kpn, s_kpt, s_kn, s_kt, s_mn,
             SCORE: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, NEED_WEIGHTS: tl.constexpr,
-            CDT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr,
+            CDT: tl.constexpr, FAST: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr,
             BLOCK_C: tl.constexpr):
     """Step s's attention for the rows, from the query q[:, s]: the scores once (into sbuf) with
     their running maximum and sum, then the context c[:, s] = sum_j p_j k_j, p = exp(s - m) / l,
@@ -141,11 +143,11 @@ def _attend(q, kp, keys, v, klen, kmask, ctx, stats, sbuf, weights, i_b, s, N, T
     for t0 in range(0, T_in, BLOCK_T):
         o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
         valid = _key_mask(klen, kmask, o_b, m_b, o_t, T_in, s_mn, HAS_LENGTHS, HAS_MASK)
-        sc = _scores(p_q, kp, v, o_b, m_b, o_t, valid, F, s_kpn, s_kpt, SCORE, CDT, BLOCK_B, BLOCK_T, BLOCK_F)
+        sc = _scores(p_q, kp, v, o_b, m_b, o_t, valid, F, s_kpn, s_kpt, SCORE, CDT, FAST, BLOCK_B, BLOCK_T, BLOCK_F)
         tl.store(sbuf + o_b[:, None] * T_in + o_t[None, :], sc, mask=m_b[:, None] & (o_t < T_in)[None, :])
         m_new = tl.maximum(m_i, tl.max(sc, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no (-inf) - (-inf) in a masked row
-        l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(sc - m_safe[:, None]), axis=1)
+        l_i = l_i * exp(m_i - m_safe, FAST) + tl.sum(exp(sc - m_safe[:, None], FAST), axis=1)
         m_i = m_new
     empty = l_i == 0.0  # fully masked row: m = 0, l = 1, every p = 0, a zero context
     m_i = tl.where(empty, 0.0, m_i)
@@ -161,7 +163,7 @@ def _attend(q, kp, keys, v, klen, kmask, ctx, stats, sbuf, weights, i_b, s, N, T
             o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
             m_bt = m_b[:, None] & (o_t < T_in)[None, :]
             sc = tl.load(sbuf + o_b[:, None] * T_in + o_t[None, :], mask=m_bt, other=float("-inf"))
-            p = tl.exp(sc - m_i[:, None]) / l_i[:, None]  # [BB, BT], 0 where masked
+            p = div(exp(sc - m_i[:, None], FAST), l_i[:, None], FAST)  # [BB, BT], 0 where masked
             if NEED_WEIGHTS:
                 tl.store(weights + (o_b[:, None] * T + s) * T_in + o_t[None, :], p, mask=m_bt & (c0 == 0))
             b_k = _key_tile(keys, o_b, o_t, m_bt, o_c, m_c, s_kn, s_kt, CDT)  # [BB, BT, BC]
@@ -173,7 +175,7 @@ def _attend(q, kp, keys, v, klen, kmask, ctx, stats, sbuf, weights, i_b, s, N, T
 def _attend_bwd(q, kp, keys, v, klen, kmask, stats, dC, dweights, dQ, pbuf, dpbuf, i_b, s, N, T, T_in, F, K,
                 s_kpn, s_kpt, s_kn, s_kt, s_mn,
                 SCORE: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DPROB: tl.constexpr,
-                CDT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr,
+                CDT: tl.constexpr, FAST: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr,
                 BLOCK_C: tl.constexpr):
     """Step s's query gradient dQ[:, s] from the context's dC[:, s] (and the weights' dweights):
     p recomputed, dp_j = dc . k_j (+ dweights), delta = sum_j p dp, ds = p (dp - delta), then
@@ -185,8 +187,8 @@ def _attend_bwd(q, kp, keys, v, klen, kmask, stats, dC, dweights, dQ, pbuf, dpbu
     for t0 in range(0, T_in, BLOCK_T):
         o_t = t0 + tl.arange(0, BLOCK_T).to(tl.int64)
         valid = _key_mask(klen, kmask, o_b, m_b, o_t, T_in, s_mn, HAS_LENGTHS, HAS_MASK)
-        sc = _scores(p_q, kp, v, o_b, m_b, o_t, valid, F, s_kpn, s_kpt, SCORE, CDT, BLOCK_B, BLOCK_T, BLOCK_F)
-        p = tl.exp(sc - b_m[:, None]) / b_l[:, None]
+        sc = _scores(p_q, kp, v, o_b, m_b, o_t, valid, F, s_kpn, s_kpt, SCORE, CDT, FAST, BLOCK_B, BLOCK_T, BLOCK_F)
+        p = div(exp(sc - b_m[:, None], FAST), b_l[:, None], FAST)
         dp = tl.zeros([BLOCK_B, BLOCK_T], CDT)
         for c0 in range(0, K, BLOCK_C):
             o_c = c0 + tl.arange(0, BLOCK_C)
@@ -214,7 +216,7 @@ def _attend_bwd(q, kp, keys, v, klen, kmask, stats, dC, dweights, dQ, pbuf, dpbu
             ds = p * (dp - delta[:, None])  # [BB, BT]
             b_k = _key_tile(kp, o_b, o_t, m_bt, o_f, m_f, s_kpn, s_kpt, CDT)  # [BB, BT, BF]
             if SCORE == "additive":
-                _, g = tanh_and_grad(b_q[:, None, :] + b_k)
+                _, g = tanh_and_grad(b_q[:, None, :] + b_k, FAST)
                 acc += tl.sum(ds[:, :, None] * g, axis=1)
             else:
                 acc += tl.sum(ds[:, :, None] * b_k, axis=1)
@@ -258,7 +260,7 @@ def decoder_fwd_kernel(
                          False, MMA_LOWP, DOT_PRECISION, BLOCK_B, BLOCK_H, BLOCK_K)
             tl.debug_barrier()
             _attend(q, kp, keys, v, klen, kmask, ctx, stats, sbuf, weights, i_b, s, N, T, T_in, F, K,
-                    s_kpn, s_kpt, s_kn, s_kt, s_mn, SCORE, HAS_LENGTHS, HAS_MASK, NEED_WEIGHTS, CDT,
+                    s_kpn, s_kpt, s_kn, s_kt, s_mn, SCORE, HAS_LENGTHS, HAS_MASK, NEED_WEIGHTS, CDT, MMA_LOWP,
                     BLOCK_B, BLOCK_T, BLOCK_F, BLOCK_C)
             tl.debug_barrier()
             _rows_matmul(ctx + s * K, T * K, wic, 1, K, gx + s * 3 * H, T * 3 * H, gx + s * 3 * H, T * 3 * H,
@@ -275,7 +277,7 @@ def decoder_fwd_kernel(
             _rows_copy(hbuf + (1 - cur) * N * H, H, q + s * F, T * F, i_b, N, H, False, BLOCK_B, BLOCK_H)  # h_t
             tl.debug_barrier()
             _attend(q, kp, keys, v, klen, kmask, ctx, stats, sbuf, weights, i_b, s, N, T, T_in, F, K,
-                    s_kpn, s_kpt, s_kn, s_kt, s_mn, SCORE, HAS_LENGTHS, HAS_MASK, NEED_WEIGHTS, CDT,
+                    s_kpn, s_kpt, s_kn, s_kt, s_mn, SCORE, HAS_LENGTHS, HAS_MASK, NEED_WEIGHTS, CDT, MMA_LOWP,
                     BLOCK_B, BLOCK_T, BLOCK_F, BLOCK_C)
             tl.debug_barrier()
 
@@ -304,7 +306,7 @@ def decoder_bwd_kernel(
                          tl.where(s + 1 < T, 3 * H, 0), K, True, MMA_LOWP, DOT_PRECISION, BLOCK_B, BLOCK_H, BLOCK_K)
             tl.debug_barrier()
             _attend_bwd(q, kp, keys, v, klen, kmask, stats, dC, dweights, dQ, pbuf, dpbuf, i_b, s, N, T, T_in, F, K,
-                        s_kpn, s_kpt, s_kn, s_kt, s_mn, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB, CDT,
+                        s_kpn, s_kpt, s_kn, s_kt, s_mn, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB, CDT, MMA_LOWP,
                         BLOCK_B, BLOCK_T, BLOCK_F, BLOCK_C)
             tl.debug_barrier()
             _rows_copy(dQ + s * F, T * F, dbuf + cur * N * H, H, i_b, N, H, True, BLOCK_B, BLOCK_H)  # the query was h_t
@@ -321,7 +323,7 @@ def decoder_bwd_kernel(
                          3 * H, K, True, MMA_LOWP, DOT_PRECISION, BLOCK_B, BLOCK_H, BLOCK_K)
             tl.debug_barrier()
             _attend_bwd(q, kp, keys, v, klen, kmask, stats, dC, dweights, dQ, pbuf, dpbuf, i_b, s, N, T, T_in, F, K,
-                        s_kpn, s_kpt, s_kn, s_kt, s_mn, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB, CDT,
+                        s_kpn, s_kpt, s_kn, s_kt, s_mn, SCORE, HAS_LENGTHS, HAS_MASK, HAS_DPROB, CDT, MMA_LOWP,
                         BLOCK_B, BLOCK_T, BLOCK_F, BLOCK_C)
             tl.debug_barrier()
             p_next = dbuf + (1 - cur) * N * H  # dh_{t-1} += dq W_q

@@ -60,9 +60,9 @@ def gru_cell_fwd_kernel(
             else:
                 xi_n += b_i
                 hh_n += b_h
-    r = sigmoid(xi_r + hh_r)
-    z = sigmoid(xi_z + hh_z)
-    n = tanh(xi_n + r * hh_n)
+    r = sigmoid(xi_r + hh_r, MMA_LOWP)  # FAST math where the contract is bf16's / fp16's
+    z = sigmoid(xi_z + hh_z, MMA_LOWP)
+    n = tanh(xi_n + r * hh_n, MMA_LOWP)
     m_tile = m_b[:, None] & m_n[None, :]
     h_old = tl.load(h_ptr + o_b[:, None] * stride_h_b + o_n[None, :], mask=m_tile, other=0.0).to(ACC_DTYPE)
     h_new = (1.0 - z) * n + z * h_old

@@ -68,7 +68,7 @@ def _fwd_step_block(
     fwd_finish(
         acc_r, acc_z, acc_n, gx_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
         i_b, i_n, i_d, s, cur, T, B, H, D, stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
-        HAS_BHN, SAVE, RESET_AFTER, BLOCK_B, BLOCK_H,
+        HAS_BHN, SAVE, RESET_AFTER, MMA_LOWP, BLOCK_B, BLOCK_H,
     )
 
 
@@ -88,21 +88,22 @@ def _fwd_reset_block(
     zero = tl.zeros((BLOCK_B, BLOCK_H), dtype=hbuf_ptr.dtype.element_ty)
     acc_r = state_matmul(p_hcur, o_b < B, p_w, 1, o_n < H, H, zero, MMA_LOWP, DOT_PRECISION, BLOCK_K)
     fwd_reset_finish(acc_r, gx_ptr, lengths_ptr, hbuf_ptr, gates_ptr, i_b, i_n, i_d, s, cur, T, B, H, D,
-                     stride_gx_t, stride_gx_b, SAVE, BLOCK_B, BLOCK_H)
+                     stride_gx_t, stride_gx_b, SAVE, MMA_LOWP, BLOCK_B, BLOCK_H)
 
 
 @triton.jit
 def fwd_reset_finish(
     acc_r, gx_ptr, lengths_ptr, hbuf_ptr, gates_ptr, i_b, i_n, i_d, s, cur, T, B, H, D,
-    stride_gx_t, stride_gx_b, SAVE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    stride_gx_t, stride_gx_b, SAVE: tl.constexpr, FAST: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     """Given the tile's W_hr h_{t-1}: r, and r * h_{t-1} into slot 2 of hbuf (every row of the
     tile: a finished row's value is never used) and, SAVE, r and r * h_{t-1} into gates (zero at
-    padded positions). Shared by every strategy."""
+    padded positions). Shared by every strategy. FAST: the activations' compiled approximations
+    (callers pass MMA_LOWP: bf16/fp16, whose contract affords them)."""
     o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
     acc_dtype = hbuf_ptr.dtype.element_ty
     p_gx = gx_ptr + t[:, None] * stride_gx_t + o_b[:, None] * stride_gx_b + i_d * 3 * H + o_n[None, :]
-    r = sigmoid(tl.load(p_gx, mask=m_live, other=0.0).to(acc_dtype) + acc_r)
+    r = sigmoid(tl.load(p_gx, mask=m_live, other=0.0).to(acc_dtype) + acc_r, FAST)
     h_old = tl.load(hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :], mask=m_tile, other=0.0)
     rh = r * h_old
     tl.store(hbuf_ptr + ((2 * D + i_d) * B + o_b[:, None]) * H + o_n[None, :], rh, mask=m_tile)
@@ -120,11 +121,12 @@ def fwd_reset_finish(
 def fwd_finish(
     acc_r, acc_z, acc_n, gx_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
     i_b, i_n, i_d, s, cur, T, B, H, D, stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
-    HAS_BHN: tl.constexpr, SAVE: tl.constexpr, RESET_AFTER: tl.constexpr,
+    HAS_BHN: tl.constexpr, SAVE: tl.constexpr, RESET_AFTER: tl.constexpr, FAST: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     """Given the tile's hidden-side pre-activations W_h{r,z,n} h_{t-1}: the gate math, h_t into
     the carried state, the output, and (SAVE) what backward needs. Shared by every strategy.
+    FAST as in fwd_reset_finish.
     RESET_AFTER=False: acc_r is unused (r came from the reset phase) and acc_n is W_hn (r * h)."""
     o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
     acc_dtype = hbuf_ptr.dtype.element_ty
@@ -134,13 +136,13 @@ def fwd_finish(
     p_gx = gx_ptr + t[:, None] * stride_gx_t + o_b[:, None] * stride_gx_b + i_d * 3 * H + o_n[None, :]
     x_z = tl.load(p_gx + H, mask=m_live, other=0.0).to(acc_dtype)
     x_n = tl.load(p_gx + 2 * H, mask=m_live, other=0.0).to(acc_dtype)
-    z = sigmoid(x_z + acc_z)
+    z = sigmoid(x_z + acc_z, FAST)
     if RESET_AFTER:
-        r = sigmoid(tl.load(p_gx, mask=m_live, other=0.0).to(acc_dtype) + acc_r)
-        n = tanh(x_n + r * acc_n)
+        r = sigmoid(tl.load(p_gx, mask=m_live, other=0.0).to(acc_dtype) + acc_r, FAST)
+        n = tanh(x_n + r * acc_n, FAST)
     else:
         r = acc_r  # unused: gates' r was saved by the reset phase
-        n = tanh(x_n + acc_n)
+        n = tanh(x_n + acc_n, FAST)
     p_hcur = hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
     p_hnext = hbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
     h_old = tl.load(p_hcur, mask=m_tile, other=0.0)

@@ -96,7 +96,7 @@ def gru_fwd_persistent_kernel(
             acc_n = dot_acc(w_n, h_t, zero, MMA_LOWP, DOT_PRECISION)
         else:
             fwd_reset_finish(tl.trans(acc_r), gx_ptr, lengths_ptr, hbuf_ptr, gates_ptr, i_b, i_n, i_d, s, cur,
-                             T, B, H, D, stride_gx_t, stride_gx_b, SAVE, BLOCK_B, BLOCK_H)
+                             T, B, H, D, stride_gx_t, stride_gx_b, SAVE, MMA_LOWP, BLOCK_B, BLOCK_H)
             _meet(p_count, (s * PHASES + 1) * n_peers, n_peers)  # every unit's r * h_{t-1} written
             rh_t = _state_tile(hbuf_ptr + (2 * D + i_d) * B * H, o_b, o_k, B, H)
             acc_n = dot_acc(w_n, rh_t, zero, MMA_LOWP, DOT_PRECISION)
@@ -104,7 +104,7 @@ def gru_fwd_persistent_kernel(
             tl.trans(acc_r), tl.trans(acc_z), tl.trans(acc_n),
             gx_ptr, bhn_ptr, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
             i_b, i_n, i_d, s, cur, T, B, H, D, stride_gx_t, stride_gx_b, stride_out_t, stride_out_b,
-            HAS_BHN, SAVE, RESET_AFTER, BLOCK_B, BLOCK_H,
+            HAS_BHN, SAVE, RESET_AFTER, MMA_LOWP, BLOCK_B, BLOCK_H,
         )
         # Ping-pong state: one barrier per step suffices (no peer can still be reading the
         # buffer written next step once all have arrived here; nor the r * h slot, RESET_AFTER=False).

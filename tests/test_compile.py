@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 import fastgru.kernels
+from bench.compile import report
+from bench.compile.ptxas import approx_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,17 +48,18 @@ def quick_report(tmp_path_factory):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
     )
     rows = json.loads((out / "compile-sm90.json").read_text()) if (out / "compile-sm90.json").exists() else []
-    return done, rows
+    md = (out / "compile-sm90.md").read_text() if (out / "compile-sm90.md").exists() else ""
+    return done, rows, md
 
 
 def test_quick_compile_check_passes(quick_report):
-    done, _ = quick_report
+    done, _, _ = quick_report
     tail = "\n".join(done.stderr.splitlines()[-40:])
     assert done.returncode == 0, f"python -m bench.compile --quick exited {done.returncode}:\n{tail}"
 
 
 def test_every_kernel_compiles_in_every_dtype(quick_report):
-    _, rows = quick_report
+    _, rows, _ = quick_report
     assert rows, "the compile check wrote no rows"
     expected = fastgru_kernels()
     # 8 GRU kernels (rows, stepwise, persistent, cell), 3 attention kernels (one family for both
@@ -70,7 +73,7 @@ def test_every_kernel_compiles_in_every_dtype(quick_report):
 
 
 def test_rows_carry_what_ptxas_and_the_ptx_say(quick_report):
-    _, rows = quick_report
+    _, rows, _ = quick_report
     for r in rows:
         if r["status"] != "ok":
             continue
@@ -84,3 +87,54 @@ def test_rows_carry_what_ptxas_and_the_ptx_say(quick_report):
     assert lowp_fwd and all(r["mma"] in ("wgmma", "mma.sync") for r in lowp_fwd), [
         (r["kernel"], r["dtype"], r["mma"]) for r in lowp_fwd
     ]
+
+
+def test_approximate_math_column_and_gate(quick_report):
+    """Every compiled row lists its approximate fp32 math, the report shows it as a column, and
+    no row whose contract needs precise math (report.PRECISE_MATH) has any."""
+    _, rows, md = quick_report
+    assert "| approx fp math |" in md and "approximate fp math anywhere:" in md
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and all(isinstance(r["approx"], dict) for r in ok)
+    gated = [r for r in ok if report.needs_precise_math(r)]
+    assert {r["dtype"] for r in gated} == {"fp32-ieee", "fp32-tf32", "fp64"}
+    assert any(r["kernel"].startswith("decoder_") and r["dtype"] == "fp32-tf32" for r in gated)
+    bad = [(r["kernel"], r["dtype"], r["approx"]) for r in gated if r["approx"]]
+    assert not bad, bad
+
+
+def _row(kernel, dtype, approx):
+    return dict(kernel=kernel, strategy="rows", dtype=dtype, shape=dict(B=8), config={}, status="ok", error="",
+                shared_bytes=0, registers=64, spill_bytes=0, mma="fma", approx=approx, pick="dispatcher",
+                probe=False)
+
+
+def test_problems_fails_on_approximate_math_where_precise_is_needed():
+    ex2 = {"ex2.approx.f32": 3}
+    bad = report.problems([_row("gru_fwd_rows_kernel", "fp32-ieee", ex2)], 232448)
+    assert len(bad) == 1 and "ex2.approx.f32 x3" in bad[0] and "gru_fwd_rows_kernel fp32-ieee" in bad[0]
+    for kernel, dtype in (("gru_bwd_rows_kernel", "fp64"), ("decoder_fwd_kernel", "fp32-tf32"),
+                          ("attention_fwd", "fp32-ieee"), ("gru_fwd_persistent_kernel", "fp32-tf32")):
+        assert report.problems([_row(kernel, dtype, {"div.full.f32": 1})], 232448), (kernel, dtype)
+    # Reported, not fatal: 16-bit rows, plain-TF32 cell and attention rows, and rows without any.
+    for kernel, dtype, approx in (("gru_fwd_rows_kernel", "bf16", ex2), ("gru_fwd_rows_kernel", "fp16", ex2),
+                                  ("gru_cell_fwd_kernel", "fp32-tf32", ex2), ("attention_fwd", "fp32-tf32", ex2),
+                                  ("gru_fwd_rows_kernel", "fp32-ieee", {})):
+        assert not report.problems([_row(kernel, dtype, approx)], 232448), (kernel, dtype)
+    md = report.markdown(90, [_row("gru_fwd_rows_kernel", "fp32-ieee", ex2), _row("gru_fwd_rows_kernel", "bf16", ex2)],
+                         [], dict(form="quick", triton="x", torch="x", gpu="x", seconds=0, shared_limit=232448))
+    assert "verdict: FAIL" in md and "| **ex2.approx.f32 x3** |" in md and "| ex2.approx.f32 x3 |" in md
+
+
+def test_approx_ops_reads_the_ptx():
+    ptx = """
+    ex2.approx.f32 %f1, %f2;
+    @%p1 ex2.approx.ftz.f32 %f3, %f4;
+    div.full.f32 %f5, %f6, %f7; // div.approx.f32 in a comment is not code
+    div.rn.f32 %f5, %f6, %f7;
+    rcp.approx.ftz.f64 %fd1, %fd2;
+    fma.rn.f32 %f1, %f2, %f3, %f4;
+    ex2.approx.f32 %f8, %f9;
+    """
+    assert approx_ops(ptx) == {"div.full.f32": 1, "ex2.approx.f32": 2, "ex2.approx.ftz.f32": 1, "rcp.approx.ftz.f64": 1}
+    assert approx_ops("div.rn.f64 %fd1, %fd2, %fd3;\nsqrt.rn.f32 %f1, %f2;") == {}

@@ -1,5 +1,5 @@
 """What the compiled PTX says about a kernel: registers and spills (from ``ptxas -v``, the same
-assembler Triton bundles) and which matrix instructions it uses."""
+assembler Triton bundles), which matrix instructions it uses, and which approximate math."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import tempfile
+from collections import Counter
 
 
 def ptxas_path(arch: int) -> str:
@@ -49,3 +50,19 @@ def mma_kind(ptx: str) -> str:
     if "mma.sync" in ptx:
         return "mma.sync"
     return "fma"
+
+
+# Every PTX instruction that is not correctly rounded (or not IEEE): the .approx forms of ex2, lg2,
+# rcp, rsqrt, sqrt, sin, cos, tanh and div (the compiled fp32 tl.exp is ex2.approx.f32 of x log2 e,
+# tl.exp2 ex2.approx.ftz.f32), and div.full.f32 (fp32 "/": 2 ulp). Any type suffix (f32, f64,
+# f16, bf16 and their x2 forms), with or without .ftz. The correctly rounded forms (div.rn,
+# rcp.rn, sqrt.rn) and fma/mul/add never match.
+_APPROX = re.compile(r"(?<![\w.])((?:ex2|lg2|rcp|rsqrt|sqrt|sin|cos|tanh|div)\.(?:approx|full)(?:\.ftz)?"
+                     r"\.(?:f32|f64|f16x2|bf16x2|f16|bf16))(?![\w.])")
+
+
+def approx_ops(ptx: str) -> dict:
+    """{instruction: count} of the approximate math in ``ptx`` (see _APPROX), comments left out;
+    empty when it has none."""
+    code = "\n".join(line.split("//", 1)[0] for line in ptx.splitlines())
+    return dict(sorted(Counter(_APPROX.findall(code)).items()))

@@ -7,19 +7,52 @@ import os
 from collections import defaultdict
 
 
+# Where the numerics contract needs precise math: the dtype rows, and the kernels (by name
+# prefix) of each, whose compiled PTX may contain no approximate instruction at all
+# (ptxas.approx_ops). The other rows only report theirs.
+#
+# | dtype     | kernels                       | why                                                     |
+# |-----------|-------------------------------|---------------------------------------------------------|
+# | fp32-ieee | every kernel                  | fp32 limit 1e-5 and <= 2x PyTorch's error               |
+# | fp64      | every kernel                  | the reference's own dtype                               |
+# | fp32-tf32 | gru_fwd*, gru_bwd*, decoder_* | the layer and decoder run 3xTF32 for fp32-level error   |
+# | fp32-tf32 | gru_cell_*, attention_*       | report only: plain TF32 (cuda.matmul.allow_tf32), 5e-3  |
+# | bf16/fp16 | none                          | report only: limit 2e-2                                 |
+#
+# Nothing approximate is allowed, not even the ex2.approx.ftz.f32 that libdevice-style precise
+# routines take of an argument they have reduced first: the PTX cannot tell that use from
+# tl.exp's unreduced ex2.approx.f32(x log2 e), and fastgru needs neither (activations.exp is fma
+# and integer operations, fp64 exp is libdevice's fma-only routine). A kernel that adopts such a
+# routine gets an entry here naming the instruction, with its measured bound.
+PRECISE_MATH = {
+    "fp32-ieee": ("",),
+    "fp64": ("",),
+    "fp32-tf32": ("gru_fwd", "gru_bwd", "decoder_"),
+}
+
+
+def needs_precise_math(row: dict) -> bool:
+    """Whether PRECISE_MATH gates this row's approximate instructions."""
+    return any(row["kernel"].startswith(prefix) for prefix in PRECISE_MATH.get(row["dtype"], ()))
+
+
 def problems(rows: list[dict], shared_limit: int) -> list[str]:
     """What makes the check fail: a failed compile, shared memory over the arch's per-block
-    limit, or a spill in a recurrence kernel the dispatcher runs by itself. Other spills (forced
-    strategies, cell, attention) are reported, not fatal."""
+    limit, a spill in a recurrence kernel the dispatcher runs by itself, or approximate math in
+    a kernel whose dtype row needs precise math (PRECISE_MATH). Other spills (forced strategies,
+    cell, attention) and other approximate math are reported, not fatal."""
     out = []
     for r in rows:
         where = f"{r['kernel']} {r['dtype']} {_shape(r['shape'])}"
         if r["status"] != "ok":
             out.append(f"failed: {where}: {_first_line(r['error'])}")
-        elif r["shared_bytes"] > shared_limit and not r["probe"]:
+            continue
+        if r["shared_bytes"] > shared_limit and not r["probe"]:
             out.append(f"shared memory {r['shared_bytes']} B > {shared_limit} B: {where} {_config(r['config'])}")
         elif r["spill_bytes"] and r["pick"] == "dispatcher" and r["strategy"] in ("rows", "stepwise", "persistent"):
             out.append(f"spills {r['spill_bytes']} B/thread in a kernel the dispatcher runs: {where} {_config(r['config'])}")
+        if r.get("approx") and needs_precise_math(r):
+            out.append(f"approximate math where the contract needs precise: {_approx(r['approx'])}: {where}")
     return list(dict.fromkeys(out))
 
 
@@ -54,6 +87,7 @@ def markdown(arch: int, rows: list[dict], notes: list[str], meta: dict) -> str:
     to size, and rejected) appear only when they failed."""
     s = summary(rows, meta["shared_limit"])
     bad = problems(rows, meta["shared_limit"])
+    approx = sorted({op for r in rows if r["status"] == "ok" for op in (r.get("approx") or {})})
     lines = [
         f"# Compile check: sm_{arch}",
         "",
@@ -64,6 +98,8 @@ def markdown(arch: int, rows: list[dict], notes: list[str], meta: dict) -> str:
         f"- compiles: {s['rows']} rows, {s['ok']} ok, {s['failed']} failed, {s['spilled']} spilled",
         f"- max registers per thread: {s['max_registers']}; max shared memory: {s['max_shared_bytes']} B "
         f"(limit {s['shared_limit']} B per block)",
+        f"- approximate fp math anywhere: {', '.join(approx) or 'none'} (the gate: rows that need precise math, "
+        f"{', '.join(f'{d} {_prefixes(p)}' for d, p in PRECISE_MATH.items())}, may contain none)",
         f"- verdict: {'FAIL' if bad else 'pass'}",
         "",
     ]
@@ -78,8 +114,8 @@ def markdown(arch: int, rows: list[dict], notes: list[str], meta: dict) -> str:
     lines += [
         "## Kernels",
         "",
-        "| kernel | strategy | dtype | config | status | regs | spill B | shared B | mma | picked by | shapes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| kernel | strategy | dtype | config | status | regs | spill B | shared B | mma | approx fp math | picked by | shapes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (kernel, strategy, dtype, _), rs in groups.items():
         r = _worst(rs)
@@ -89,7 +125,7 @@ def markdown(arch: int, rows: list[dict], notes: list[str], meta: dict) -> str:
         spill = f"**{r['spill_bytes']}**" if r["spill_bytes"] else r["spill_bytes"]
         lines.append(
             f"| {kernel} | {strategy} | {dtype} | {_config(r['config'])} | {status} | {_dash(r['registers'])} "
-            f"| {_dash(spill)} | {_dash(r['shared_bytes'])} | {_dash(r['mma'])} | {picks} | {shapes} |"
+            f"| {_dash(spill)} | {_dash(r['shared_bytes'])} | {_dash(r['mma'])} | {_approx_cell(r)} | {picks} | {shapes} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -104,7 +140,31 @@ def _worst(rows: list[dict]) -> dict:
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         return failed[0]
-    return dict(rows[0], **{k: max(r[k] for r in rows) for k in ("registers", "spill_bytes", "shared_bytes")})
+    worst = dict(rows[0], **{k: max(r[k] for r in rows) for k in ("registers", "spill_bytes", "shared_bytes")})
+    approx: dict = {}
+    for r in rows:
+        for op, n in (r.get("approx") or {}).items():
+            approx[op] = max(approx.get(op, 0), n)
+    return dict(worst, approx=dict(sorted(approx.items())))
+
+
+def _approx(approx: dict) -> str:
+    return ", ".join(f"{op} x{n}" for op, n in approx.items())
+
+
+def _approx_cell(row: dict) -> str:
+    """The approximate instructions and their counts; bold where PRECISE_MATH gates the row,
+    "none" where it has none, "-" where nothing compiled."""
+    if row["status"] != "ok" or row.get("approx") is None:
+        return "-"
+    if not row["approx"]:
+        return "none"
+    text = _approx(row["approx"])
+    return f"**{text}**" if needs_precise_math(row) else text
+
+
+def _prefixes(prefixes: tuple) -> str:
+    return "every kernel" if "" in prefixes else "/".join(f"{p}*" for p in prefixes)
 
 
 def _config(config: dict) -> str:

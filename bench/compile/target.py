@@ -125,10 +125,11 @@ class CompileTarget:
                 self._ptxas[digest] = ptxas.registers_and_spills(ptx, self.arch.number)
             registers, spills = self._ptxas[digest]
             result = dict(status="ok", error="", shared_bytes=int(compiled.metadata.shared), registers=registers,
-                          spill_bytes=spills, mma=ptxas.mma_kind(ptx), num_warps=int(compiled.metadata.num_warps))
+                          spill_bytes=spills, mma=ptxas.mma_kind(ptx), approx=ptxas.approx_ops(ptx),
+                          num_warps=int(compiled.metadata.num_warps))
         except Exception as exc:  # a compile failure is a result: record it and go on
             result = dict(status="failed", error=f"{type(exc).__name__}: {exc}".strip()[:4000], shared_bytes=None,
-                          registers=None, spill_bytes=None, mma=None, num_warps=meta.get("num_warps"))
+                          registers=None, spill_bytes=None, mma=None, approx=None, num_warps=meta.get("num_warps"))
         result["seconds"] = round(time.perf_counter() - start, 2)
         self._compiled[key] = result
         return dict(result, cached=False)
@@ -162,7 +163,7 @@ class CompileTarget:
         label = dict(self.label)
         row = dict(kernel=kernel, strategy=label.pop("strategy"), dtype=label.pop("dtype"), shape=label.pop("shape"),
                    config={}, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000], shared_bytes=None,
-                   registers=None, spill_bytes=None, mma=None, seconds=0.0, **label, probe=False, cached=False)
+                   registers=None, spill_bytes=None, mma=None, approx=None, seconds=0.0, **label, probe=False, cached=False)
         self.rows.append(row)
         self.progress(row)
 
@@ -170,10 +171,13 @@ class CompileTarget:
         shape = " ".join(f"{k}={v}" for k, v in row["shape"].items())
         if row["status"] == "ok":
             what = f"regs {row['registers']:3d} spill {row['spill_bytes']} smem {row['shared_bytes']} {row['mma']}"
+            if row["approx"]:
+                what += " approx " + ",".join(f"{op}x{n}" for op, n in row["approx"].items())
         else:
             what = row["error"].splitlines()[0][:160] if row["error"] else ""
         print(f"[{len(self.rows):4d}] {row['status']:6s} {row['kernel']:26s} {row['dtype']:9s} {shape:28s} {what}"
               f"  {row['seconds']:.1f}s", file=sys.stderr, flush=True)
 
 
-ROW_RESULT = ("status", "error", "shared_bytes", "registers", "spill_bytes", "mma", "seconds")
+# approx: {PTX instruction: count} of the approximate math the kernel contains (ptxas.approx_ops).
+ROW_RESULT = ("status", "error", "shared_bytes", "registers", "spill_bytes", "mma", "approx", "seconds")
