@@ -22,7 +22,9 @@ phases of gru_forward.py / gru_backward.py with a grid barrier after each: two p
 own next step). The counter's target counts phases, not steps.
 
 Only the programs of one (batch block, direction) meet at a barrier, on their own counter.
-With a single hidden block there are no peers and no barrier (the interpreter case). Layouts
+With a single hidden block there are no peers and no barrier (what the dispatcher picks under
+the interpreter; tests/test_gru_persistent_barrier.py runs several hidden blocks there, the
+programs as threads). Layouts
 as in gru_forward.py / gru_backward.py; the gate math is theirs (fwd_finish, _bwd_gates_block,
 bwd_carry_finish), so all strategies compute the same thing.
 """
