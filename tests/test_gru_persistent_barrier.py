@@ -166,23 +166,20 @@ def _broken_barriers():
 def test_a_broken_barrier_gives_a_wrong_result(multi_block, monkeypatch, reset_after, kernel, broken, policy):
     """The forward's barrier broken: the outputs are wrong. The backward's alone (installed after
     a correct forward): the outputs pass and a gradient is wrong."""
-    module = kernels("gru_persistent")
-
-    def breaks():
-        monkeypatch.setattr(module, "_meet", broken)
-
-    if kernel == "forward":
-        breaks()
-    first_wrong = "^(out|h_n): relative error" if kernel == "forward" else "^d.*: relative error"
-    with pytest.raises(AssertionError, match=first_wrong):
-        run_layer(4, len(LENGTHS), 3, 40, 2, torch.tensor(LENGTHS).clamp(max=4), reset_after, policy,
-                  between=breaks if kernel == "backward" else None)
+    _expect_wrong_with(monkeypatch, broken, kernel, 4, reset_after, policy)
 
 
 @pytest.mark.parametrize("kernel", ["forward", "backward"])
 @pytest.mark.parametrize("broken", [_meet_odd_phases_unwaited, _meet_even_phases_unwaited], ids=["odd", "even"])
 def test_each_barrier_of_a_two_phase_step_is_needed(multi_block, monkeypatch, broken, kernel):
     """reset_after=False meets twice a step: without either wait alone the result is wrong."""
+    _expect_wrong_with(monkeypatch, broken, kernel, 3, False, "sequential")
+
+
+def _expect_wrong_with(monkeypatch, broken, kernel, T, reset_after, policy):
+    """Run T steps with the kernel module's ``_meet`` replaced by ``broken``: from the start
+    (kernel "forward": an output is wrong) or only after a correct forward ("backward": the
+    outputs pass and a gradient is wrong)."""
     module = kernels("gru_persistent")
 
     def breaks():
@@ -192,7 +189,7 @@ def test_each_barrier_of_a_two_phase_step_is_needed(multi_block, monkeypatch, br
         breaks()
     first_wrong = "^(out|h_n): relative error" if kernel == "forward" else "^d.*: relative error"
     with pytest.raises(AssertionError, match=first_wrong):
-        run_layer(3, len(LENGTHS), 3, 40, 2, torch.tensor(LENGTHS).clamp(max=3), False, "sequential",
+        run_layer(T, len(LENGTHS), 3, 40, 2, torch.tensor(LENGTHS).clamp(max=T), reset_after, policy,
                   between=breaks if kernel == "backward" else None)
 
 
