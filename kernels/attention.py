@@ -176,7 +176,7 @@ def _tanh_tile(q, k, w, o_q, o_t, m_q, m_t, f0, F, s_qt, s_qf, s_kt, s_kf, s_w,
     b_q = tl.load(q + o_q[:, None] * s_qt + o_f[None, :] * s_qf, mask=m_q[:, None] & m_f[None, :], other=0.0)
     b_k = tl.load(k + o_t[:, None] * s_kt + o_f[None, :] * s_kf, mask=m_t[:, None] & m_f[None, :], other=0.0)
     b_w = tl.load(w + o_f * s_w, mask=m_f, other=0.0).to(CDT)
-    return o_f, m_f, b_w, tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :], True)  # FAST: fp32 CDT is bf16/TF32's contract
+    return o_f, m_f, b_w, tanh(b_q.to(CDT)[:, None, :] + b_k.to(CDT)[None, :, :], True)  # FAST: CDT fp32 is bf16/TF32
 
 
 @triton.jit

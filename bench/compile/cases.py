@@ -144,7 +144,8 @@ def attention(target, dtype_label, score, N, Tq, T, F, D, dropout_p=0.0):
     shape = dict(N=N, Tq=Tq, T=T, **({"A": F} if score == "additive" else {"K": F}), D=D,
                  **({"heads": heads, "dropout": dropout_p} if dropout_p else {}))
     label = dict(strategy="attention", dtype=dtype_label, shape=shape, pick="dispatcher")
-    extra = (heads, dropout_p, 12345)
+    seed = torch.tensor([12345], dtype=torch.int64) if dropout_p else None  # what attention_op draws on the device
+    extra = (heads, dropout_p, seed)
     with target.case(**label, **{"pass": "forward"}):
         res = _guarded(target, "attention_forward", AA.attention_forward, score, q, k, w, v, lengths, None, 0.125, True,
                        *extra)

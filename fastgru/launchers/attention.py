@@ -67,15 +67,11 @@ def stats_dtype(values: torch.Tensor) -> torch.dtype:
 
 
 def _seed(seed, dropout_p, device):
-    """The kernels' dropout seed argument: None without dropout, else a one-element int64 tensor
-    on ``device``, which the kernels read. The ops pass the tensor they drew on the device (a
-    CUDA graph then replays the launch unchanged while torch's generator draws a new seed); a
-    Python int (tools such as the compile check) is copied to the device, which is not
-    capture-safe."""
+    """The kernels' dropout seed argument: None without dropout, else the one-element int64
+    tensor on ``device`` that the ops drew there and the kernels read (a CUDA graph then replays
+    the launch unchanged while torch's generator draws a new seed)."""
     if dropout_p <= 0.0:
         return None
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return torch.tensor([seed], dtype=torch.int64, device=device)
     if not isinstance(seed, torch.Tensor) or seed.dtype != torch.int64 or seed.numel() != 1:
         raise TypeError(f"seed must be a one-element int64 tensor when dropout_p > 0, got {seed!r}")
     if seed.device != device:
