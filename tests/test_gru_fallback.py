@@ -41,10 +41,10 @@ def device_refuses(monkeypatch, fresh_refusals):
     log = []
     refuse = {"passes": ("forward", "backward")}
 
-    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None):
+    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None, **kw):
         if strategy is None and not planner.was_refused(B, H, D, device, dtype):
             strategy = "persistent"
-        return real_plan(B, H, D, device, strategy, dtype, resources=resources)
+        return real_plan(B, H, D, device, strategy, dtype, resources=resources, **kw)
 
     def launch(kernel, grid, args, meta, configs=None):
         job = L.Launch(kernel, grid, tuple(args), dict(meta))

@@ -37,6 +37,7 @@ def test_wheel_contents(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "fastgru/kernels/gru_forward.py" in names
     assert "fastgru/kernels/gru_backward.py" in names
+    assert "fastgru/launchers/plan_table.json" in names, "the dispatcher's measured table must ship"
     assert not any(n.startswith("kernels/") for n in names), "a top-level kernels package must never ship"
     assert "fastgru/kernels/barrier_probe.py" not in names, "the barrier probe is benchmark-only (bench/)"
     assert not any(n.startswith("bench/") for n in names), "the repository's bench/ must never ship"
@@ -53,7 +54,8 @@ def test_installed_wheel_imports_kernels(wheel, tmp_path):
     code = (
         "import importlib.util, fastgru, fastgru.kernels.gru_forward as f, fastgru.bench.sweep, fastgru.bench.table; "
         "assert fastgru.__file__.startswith(%r), fastgru.__file__; "
-        "assert importlib.util.find_spec('kernels') is None; print('ok')" % str(target)
+        "assert importlib.util.find_spec('kernels') is None; "
+        "from fastgru.launchers import plan_table; assert plan_table.load()['entries']; print('ok')" % str(target)
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
                          capture_output=True, text=True)

@@ -7,6 +7,7 @@ for the same mistake, with a message naming the expected shape, dtype or device.
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -18,6 +19,7 @@ from ..ops.gru_cell import gru_cell_op
 from ..ops.gru_layer import gru_layer_op
 from ..ops.guard import autocast_entry
 from .checks import check_lengths
+from .dispatch import check_strategy, choose
 from .cpu_reset_before import gru_reset_before
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -92,10 +94,16 @@ def gru(
     check_gru_inputs(input, hx, weights, num_layers, bidirectional, batch_first, lengths)
     if not isinstance(reset_after, bool):
         raise TypeError(f"GRU: reset_after must be a bool, got {type(reset_after).__name__}")
+    check_strategy(strategy)
     if lengths is not None:
         lengths = torch.as_tensor(lengths)
     B = input.shape[0] if batch_first else input.shape[1]
     which = backend.backend_for(input)
+    if strategy == "cudnn" or which in ("triton", "interpret"):
+        # The measured table may send the call to PyTorch's own operator (cuDNN): see dispatch.py.
+        strategy, _ = choose(input, hx, weights, bidirectional, batch_first, training, lengths, strategy, reset_after)
+        if strategy == "cudnn" and which != "reference" and B > 0:
+            return _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths)
     if which == "reference" or B == 0:
         # B == 0: nothing to compute; the reference's loop over empty tensors keeps autograd intact.
         return _reference_gru(
@@ -138,9 +146,21 @@ def _reference_gru(input, hx, weights, num_layers, bidirectional, batch_first, d
 
 
 def _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):
-    """PyTorch's own GRU operator (the CPU default)."""
+    """PyTorch's own GRU operator: the CPU default, and the ``cudnn`` strategy on CUDA. Run on the
+    module's own (separate) parameters, which cuDNN copies into one flat buffer per call; its
+    warning that they are not one contiguous chunk is expected here and silenced."""
     has_bias = weights[0][2] is not None
     params = [w for ws in weights for w in (ws if has_bias else ws[:2])]
+    if input.is_cuda:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk of memory.*")
+            return _torch_gru_call(input, hx, params, has_bias, num_layers, bidirectional, batch_first, dropout,
+                                   training, lengths)
+    return _torch_gru_call(input, hx, params, has_bias, num_layers, bidirectional, batch_first, dropout, training,
+                           lengths)
+
+
+def _torch_gru_call(input, hx, params, has_bias, num_layers, bidirectional, batch_first, dropout, training, lengths):
     if lengths is None:
         return torch.gru(input, hx, params, has_bias, num_layers, dropout, training, bidirectional, batch_first)
     T = input.shape[1] if batch_first else input.shape[0]

@@ -23,7 +23,7 @@ from .. import backend
 from ..ops.guard import tf32_allowed
 from .launch import launch, resources
 from .loader import kernels
-from .plan import persistent_refused, plan_gru
+from .plan import persistent_refused, plan_gru, plan_with_reason
 
 _LOWP = (torch.float16, torch.bfloat16)
 
@@ -65,7 +65,7 @@ def _folded_input_bias(b_ih, b_hh, D, H, reset_after):
     return b_ih + b_hh_rz.reshape(-1)
 
 
-def _run_planned(plan, run, fit, B, H, D, device, dtype, strategy):
+def _run_planned(plan, run, fit, B, H, D, device, dtype, strategy, mode, reset_after):
     """``run(plan)``. Where the device refuses a persistent plan's cooperative launch (a
     RuntimeError at launch: its grid was not co-resident after all), the dispatcher's next
     choice for the shape runs instead, with one warning a process (plan.persistent_refused); a
@@ -77,27 +77,20 @@ def _run_planned(plan, run, fit, B, H, D, device, dtype, strategy):
         return run(plan)
     except RuntimeError as exc:
         persistent_refused(B, H, D, device, dtype, exc, forced=strategy == "persistent")
-    return run(plan_gru(B, H, D, device, None, dtype, resources=fit))
+    return run(plan_gru(B, H, D, device, None, dtype, resources=fit, mode=mode, reset_after=reset_after))
 
 
-def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy=None, reset_after=True):
-    """Run one layer (all directions) through the kernels.
-
-    x (T, B, I) or (B, T, I); h0 (D, B, H); w_ih (D*3H, I); w_hh (D, 3H, H); b_ih (D*3H,) or None;
-    b_hh (D, 3H) or None; lengths (B,) int64 on x's device.
-    Returns out (like x with D*H features), h_n (D, B, H), and (h_prev, gates) when ``save``.
-    """
+def _forward_launches(gx, x, w_hh, b_hh, lengths, batch_first, save, reset_after):
+    """The forward's buffers and its launch builders, one place for running and planning:
+    (job(plan, s), reset_phase(plan, s), hbuf, out, hprev, gates)."""
     fwd, persistent = kernels("gru_forward"), kernels("gru_persistent")
     D, H3, H = w_hh.shape
     T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     acc = acc_dtype(x.dtype)
-
-    gx = F.linear(x, w_ih, _folded_input_bias(b_ih, b_hh, D, H, reset_after))
     out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
     out = backend.new_empty(out_shape, x.dtype, x.device)
     # Ping-pong state; reset_after=False adds a slot for r * h_{t-1}.
     hbuf = backend.new_empty((2 if reset_after else 3, D, B, H), acc, x.device)
-    hbuf[0].copy_(h0)
     if save:
         hprev = backend.new_empty((D, T, B, H), acc, x.device)
         gates = backend.new_empty((D, T, B, 4 * H), acc, x.device)
@@ -113,7 +106,8 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
     meta = dict(HAS_BHN=has_bhn, SAVE=save, RESET_AFTER=reset_after, **dot)
 
     def job(plan, s=0):
-        """The launch (kernel, grid, args, meta) of ``plan``; stepwise: its step ``s``."""
+        """The launch (kernel, grid, args, meta) of ``plan``; stepwise: its step ``s``. The
+        persistent barrier's counters are allocated (zeroed) here, with the launch."""
         m = dict(meta, **plan.blocks(), num_warps=plan.num_warps)
         if plan.strategy == "rows":
             return fwd.gru_fwd_rows_kernel, (plan.batch_blocks, D), [*args, *sizes], m
@@ -129,15 +123,46 @@ def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save,
                 [gx, w_hh, lengths, hbuf, gates, s, T, B, H, D, *gx_strides],
                 dict(SAVE=save, **dot, **plan.blocks(), num_warps=plan.num_warps))
 
+    return job, reset_phase, hbuf, out, hprev, gates
+
+
+def gru_layer_forward_plan(x, w_ih, w_hh, b_hh, batch_first, save, strategy=None, reset_after=True):
+    """(plan, reason): what gru_layer_forward would run for these arguments, planned exactly as
+    it plans (the same launches, compiled for their fit), without running anything."""
+    D, H3, H = w_hh.shape
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    gx_shape = (B, T, w_ih.shape[0]) if batch_first else (T, B, w_ih.shape[0])
+    gx = torch.empty(gx_shape, dtype=x.dtype, device=x.device)
+    lengths = torch.empty(B, dtype=torch.int64, device=x.device)
+    job = _forward_launches(gx, x, w_hh, None if b_hh is None else b_hh, lengths, batch_first, save, reset_after)[0]
+    mode = "training" if save else "inference"
+    return plan_with_reason(B, H, D, x.device, strategy, w_hh.dtype, lambda p: resources(*job(p)), mode, reset_after)
+
+
+def gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, save, strategy=None, reset_after=True):
+    """Run one layer (all directions) through the kernels.
+
+    x (T, B, I) or (B, T, I); h0 (D, B, H); w_ih (D*3H, I); w_hh (D, 3H, H); b_ih (D*3H,) or None;
+    b_hh (D, 3H) or None; lengths (B,) int64 on x's device.
+    Returns out (like x with D*H features), h_n (D, B, H), and (h_prev, gates) when ``save``.
+    """
+    D, H3, H = w_hh.shape
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    gx = F.linear(x, w_ih, _folded_input_bias(b_ih, b_hh, D, H, reset_after))
+    job, reset_phase, hbuf, out, hprev, gates = _forward_launches(gx, x, w_hh, b_hh, lengths, batch_first, save,
+                                                                  reset_after)
+    hbuf[0].copy_(h0)
+
     def run(plan):
         for s in range(T if plan.strategy == "stepwise" else 1):
             if plan.strategy == "stepwise" and not reset_after:
                 launch(*reset_phase(plan, s))
             launch(*job(plan, s))
 
+    mode = "training" if save else "inference"
     fit = lambda p: resources(*job(p))  # noqa: E731
-    _run_planned(plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=fit), run, fit, B, H, D, x.device,
-                 w_hh.dtype, strategy)
+    plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=fit, mode=mode, reset_after=reset_after)
+    _run_planned(plan, run, fit, B, H, D, x.device, w_hh.dtype, strategy, mode, reset_after)
     h_n = hbuf[T % 2].to(x.dtype, copy=True)  # a fresh tensor, not a view into the scratch buffer
     return out, h_n, (hprev, gates)
 
@@ -182,13 +207,13 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
 
     fit = lambda p: resources(*job(p))  # noqa: E731
     try:
-        plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=fit)
+        plan = plan_gru(B, H, D, x.device, strategy, w_hh.dtype, resources=fit, mode="training", reset_after=reset_after)
     except ValueError:
         if strategy != "persistent":
             raise
         # The forward held the shape but the backward kernel does not fit (it holds more live
         # state): the dispatcher's own choice runs the backward; the result is the same.
-        plan = plan_gru(B, H, D, x.device, None, w_hh.dtype, resources=fit)
+        plan = plan_gru(B, H, D, x.device, None, w_hh.dtype, resources=fit, mode="training", reset_after=reset_after)
 
     def run(plan):
         if plan.strategy != "stepwise":
@@ -204,7 +229,7 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
                        dict(num_warps=plan.num_warps, **_layer_dot_options(w_hh), **plan.blocks()))
             launch(*job(plan, step))
 
-    _run_planned(plan, run, fit, B, H, D, x.device, w_hh.dtype, strategy)
+    _run_planned(plan, run, fit, B, H, D, x.device, w_hh.dtype, strategy, "training", reset_after)
     dh0 = dbuf[T % 2]
 
     flat_dgx = dgx.reshape(-1, D * H3)

@@ -32,9 +32,13 @@ from typing import Callable, Optional
 import torch
 
 from .. import backend
+from . import plan_table
 from .launch import Resources
 
-STRATEGIES = ("rows", "stepwise", "persistent")
+# The recurrence kernels; ``cudnn`` (PyTorch's own GRU operator, run by the functional layer where
+# the measured table says no kernel wins) completes what ``strategy=`` accepts.
+KERNEL_STRATEGIES = ("rows", "stepwise", "persistent")
+STRATEGIES = KERNEL_STRATEGIES + ("cudnn",)
 
 # Hidden-block sizes a persistent program may take, in the order tried. 64 puts a whole wgmma
 # tile (M = 64 per warpgroup) on Hopper's tensor cores; 32 and 16 (mma.sync) spread the weights
@@ -210,35 +214,20 @@ def persistent_refused(B: int, H: int, D: int, device, dtype, exc: BaseException
         )
 
 
-def plan_gru(
-    B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32,
-    resources: Callable[[GRUPlan], Optional[Resources]] | None = None,
-) -> GRUPlan:
-    """Strategy and tile sizes for batch B, hidden H, D directions on ``device``.
-    ``strategy`` forces a choice (benchmarks, tests); None picks by shape. ``resources`` gives
-    the compiled kernel's footprint for a candidate plan (the launcher builds and compiles it,
-    so the fit is the real kernel's): persistent needs it (without it persistent is not
-    considered); rows and stepwise use it to step down to leaner tiles where a tile spills."""
-    if strategy is not None and strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES} or None, got {strategy!r}")
-    if not backend.on_gpu(device):
-        block_b = min(_pow2(max(B, 1)), 16)
-        block_h = min(_pow2(H), 64)
-        if strategy == "persistent":
-            if H > block_h:
-                raise ValueError(
-                    f"strategy='persistent' under the interpreter needs one hidden block (H <= {block_h}), got H={H}: "
-                    "its grid barrier would wait on programs the interpreter runs later"
-                )
-            return _plan("persistent", B, H, block_b, block_h, _pow2(H), 4)
-        return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4)
+def table_choice(B: int, H: int, D: int, device, dtype, mode: str = "inference", reset_after: bool = True):
+    """The measured table's entry for this call (plan_table.py), or None where it has none
+    (no real GPU, a shape or dtype it was not measured at)."""
+    return plan_table.lookup(plan_table.key_for(device, dtype, mode, reset_after, D, H, B))
 
+
+def _rule(B, H, D, device, dtype, strategy, resources, why="") -> tuple[GRUPlan, str]:
+    """Today's rules (where the table has no entry, or its choice cannot run here)."""
     wants_persistent = strategy == "persistent" or (
         strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES and not was_refused(B, H, D, device, dtype))
     if wants_persistent and resources is not None:
         plan = _persistent_plan(B, H, D, device, dtype, resources)
         if plan is not None:
-            return plan
+            return plan, why + ("forced" if strategy else "rule: bf16/fp16 run persistent where a plan fits")
     if strategy == "persistent":
         raise ValueError(
             f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {backend.sm_count(device)} SMs: "
@@ -251,4 +240,59 @@ def plan_gru(
         # H=512 (1.3-10x).
         idle = _cdiv(B, 16 if B <= 16 else 32) * D * 4 < backend.sm_count(device)
         strategy = "stepwise" if idle and H >= 512 else "rows"
-    return _lean_plan(tile_candidates(strategy, B, H), resources)
+        why += ("rule: stepwise (H >= 512 and rows would leave most SMs idle)" if strategy == "stepwise"
+                else "rule: rows (H < 512, or its batch blocks fill the SMs)")
+    else:
+        why += "forced"
+    return _lean_plan(tile_candidates(strategy, B, H), resources), why
+
+
+def plan_with_reason(
+    B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32,
+    resources: Callable[[GRUPlan], Optional[Resources]] | None = None, mode: str = "inference",
+    reset_after: bool = True,
+) -> tuple[GRUPlan, str]:
+    """plan_gru, and why: "forced", the table entry taken, or the rule applied."""
+    if strategy is not None and strategy not in KERNEL_STRATEGIES:
+        raise ValueError(f"strategy must be one of {KERNEL_STRATEGIES} or None here, got {strategy!r}")
+    if not backend.on_gpu(device):
+        block_b = min(_pow2(max(B, 1)), 16)
+        block_h = min(_pow2(H), 64)
+        if strategy == "persistent":
+            if H > block_h:
+                raise ValueError(
+                    f"strategy='persistent' under the interpreter needs one hidden block (H <= {block_h}), got H={H}: "
+                    "its grid barrier would wait on programs the interpreter runs later"
+                )
+            return _plan("persistent", B, H, block_b, block_h, _pow2(H), 4), "forced"
+        return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4), (
+            "forced" if strategy else "interpreter: rows, one tile over all of H")
+    if strategy is not None:
+        return _rule(B, H, D, device, dtype, strategy, resources)
+    entry = table_choice(B, H, D, device, dtype, mode, reset_after)
+    if entry is None:
+        return _rule(B, H, D, device, dtype, None, resources)
+    chosen, why = entry["strategy"], plan_table.describe(entry)
+    if chosen == "persistent" and resources is not None and not was_refused(B, H, D, device, dtype):
+        plan = _persistent_plan(B, H, D, device, dtype, resources)
+        if plan is not None:
+            return plan, why
+    elif chosen in ("rows", "stepwise"):
+        return _lean_plan(tile_candidates(chosen, B, H), resources), why
+    # The table's choice cannot run here (cudnn turned down by the caller, persistent not fitting).
+    return _rule(B, H, D, device, dtype, None, resources, why=f"{why}, not available here; ")
+
+
+def plan_gru(
+    B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32,
+    resources: Callable[[GRUPlan], Optional[Resources]] | None = None, mode: str = "inference",
+    reset_after: bool = True,
+) -> GRUPlan:
+    """Strategy and tile sizes for batch B, hidden H, D directions on ``device``.
+    ``strategy`` forces a choice (benchmarks, tests); None takes the measured table's entry for
+    (device arch, dtype, ``mode``, ``reset_after``, D, H, B) where it has one and the rules below
+    where it has none. ``resources`` gives the compiled kernel's footprint for a candidate plan
+    (the launcher builds and compiles it, so the fit is the real kernel's): persistent needs it
+    (without it persistent is not considered); rows and stepwise use it to step down to leaner
+    tiles where a tile spills."""
+    return plan_with_reason(B, H, D, device, strategy, dtype, resources, mode, reset_after)[0]

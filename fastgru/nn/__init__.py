@@ -1,9 +1,10 @@
 """fastgru's modules, drop-ins for torch.nn's and the models built from them."""
 
 from .attention import AdditiveAttention, AttentionPooling, DotAttention
+from .explain import explain
 from .decoder import AttentionGRUDecoder, DecoderState, greedy_decode
 from .models import GRUAttention
 from .recurrent import GRU, GRUCell, convert
 
 __all__ = ["GRU", "GRUCell", "convert", "AttentionPooling", "AdditiveAttention", "DotAttention", "GRUAttention",
-           "AttentionGRUDecoder", "DecoderState", "greedy_decode"]
+           "AttentionGRUDecoder", "DecoderState", "greedy_decode", "explain"]

@@ -29,7 +29,9 @@ class GRU(nn.Module):
       ``reset_after`` (default True): nn.GRU's formulation, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
         False is the original one (Cho et al. 2014; Keras' GRU(reset_after=False), ONNX's GRU with
         linear_before_reset=0): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn). Same parameters.
-      ``strategy`` (None, "rows", "stepwise" or "persistent") forces a recurrence kernel (benchmarks).
+      ``strategy`` (None, "rows", "stepwise", "persistent" or "cudnn") forces a recurrence kernel, or
+        PyTorch's own GRU operator (benchmarks, tests). None: the dispatcher's measured table, and its
+        rules where the table has no entry; ``fastgru.explain(module, input)`` says which and why.
     """
 
     def __init__(
