@@ -43,7 +43,7 @@ from bench.cudnn_algo import arch_of_device_name, cudnn_algorithm  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 FORMS = ("eager", "graphed")
-PROVIDER_ORDER = ("persistent", "stepwise", "rows", "cudnn")
+PROVIDER_ORDER = ("dispatched", "persistent", "stepwise", "rows", "cudnn")
 
 
 def _step(module, x, mode):
@@ -179,9 +179,13 @@ def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, n
             try:
                 if name == "nn.GRU":
                     module = ref
-                else:
-                    module = fastgru.GRU(H, H, strategy=name).cuda().to(dtype)
+                else:  # "dispatched": fastgru.GRU as a user gets it (the table, then the rules)
+                    module = fastgru.GRU(H, H, strategy=None if name == "dispatched" else name).cuda().to(dtype)
                     module.load_state_dict(ref.state_dict())
+                    if name == "dispatched":
+                        with torch.set_grad_enabled(mode == "training"):
+                            row["explain"] = str(fastgru.explain(module, x.requires_grad_(mode == "training")))
+                        x = x.detach()
                 step = _step(module, x, mode)
                 with _recorded_plans(num_warps, block_h) as plans:
                     out = step()  # raises ValueError where the strategy cannot hold the shape
