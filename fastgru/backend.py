@@ -89,6 +89,15 @@ def backend_for(*tensors: torch.Tensor) -> str:
     return "torch"
 
 
+def capturing() -> bool:
+    """True while the current CUDA stream is being captured into a CUDA graph. Inside a capture
+    nothing may read a device value on the host or copy host memory to the device (the capture
+    fails, or the copy is baked into the graph), so value checks take their asynchronous form
+    (functional/checks.py). False without CUDA. The one place fastgru asks; tests patch it to
+    walk the capture paths on the CPU (tests/host_sync.py)."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 def uses_kernels(*tensors: torch.Tensor) -> bool:
     """True when the Triton kernels (compiled or interpreted) run for these tensors."""
     return backend_for(*tensors) in ("triton", "interpret")

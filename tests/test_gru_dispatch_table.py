@@ -115,13 +115,13 @@ def interpret_cudnn_table(table):
 
 @pytest.fixture
 def torch_gru_calls(monkeypatch):
+    """Calls of PyTorch's operator: padded (with or without lengths) and packed."""
     calls = []
-    real = functional_recurrent._torch_gru
-
-    def spy(*args, **kwargs):
-        calls.append(args)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(functional_recurrent, "_torch_gru", spy)
+    for owner, name in ((functional_recurrent, "_torch_gru"), (fastgru.functional, "pytorch_packed_gru")):
+        def spy(*args, _real=getattr(owner, name), _name=name, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(owner, name, spy)
     return calls
 
 
@@ -129,7 +129,7 @@ def test_the_tables_cudnn_runs_pytorchs_operator(interpret_cudnn_table, torch_gr
     ref, mod = gru_pair()
     x = torch.randn(5, 3, 8, requires_grad=True)
     out, h_n = mod(x)
-    assert len(torch_gru_calls) == 1
+    assert torch_gru_calls == ["_torch_gru"]
     want, want_h = ref(x)
     torch.testing.assert_close(out, want, rtol=0, atol=0)
     torch.testing.assert_close(h_n, want_h, rtol=0, atol=0)
@@ -139,11 +139,12 @@ def test_the_tables_cudnn_runs_pytorchs_operator(interpret_cudnn_table, torch_gr
 
 
 def test_packed_input_goes_to_cudnn_as_pytorch_packs_it(interpret_cudnn_table, torch_gru_calls):
-    ref, mod = gru_pair()
-    x = torch.nn.utils.rnn.pack_padded_sequence(torch.randn(5, 3, 8), torch.tensor([5, 2, 4]), enforce_sorted=False)
-    out, h_n = mod(x)
-    want, want_h = ref(x)
-    assert len(torch_gru_calls) == 1
+    ref, mod = gru_pair(num_layers=2)
+    x = torch.nn.utils.rnn.pack_padded_sequence(torch.randn(5, 3, 8), torch.tensor([2, 5, 4]), enforce_sorted=False)
+    h0 = torch.randn(2, 3, 16)
+    out, h_n = mod(x, h0)
+    want, want_h = ref(x, h0)
+    assert torch_gru_calls == ["pytorch_packed_gru"]  # on the packed data, as nn.GRU: no padding
     torch.testing.assert_close(out.data, want.data, rtol=0, atol=0)
     torch.testing.assert_close(h_n, want_h, rtol=0, atol=0)
 

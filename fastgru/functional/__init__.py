@@ -11,11 +11,11 @@ own operators, or the reference.
 
 from .attention import additive_attention, attention_penalty, attention_pooling, dot_attention, dot_attention_path
 from .decoder import DecoderState, attention_decoder, attention_decoder_step, decoder_state
-from .dispatch import Explanation, explain_gru
-from .recurrent import gru, gru_cell
+from .dispatch import Explanation, explain_gru, packed_runs_pytorch
+from .recurrent import gru, gru_cell, pytorch_packed_gru
 
 __all__ = [
     "gru", "gru_cell", "attention_pooling", "attention_penalty", "additive_attention", "dot_attention",
     "dot_attention_path", "attention_decoder", "attention_decoder_step", "decoder_state", "DecoderState",
-    "explain_gru", "Explanation",
+    "explain_gru", "Explanation", "packed_runs_pytorch", "pytorch_packed_gru",
 ]

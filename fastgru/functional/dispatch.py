@@ -72,7 +72,8 @@ def cudnn_refusal(device, reset_after: bool, grad: bool, training: bool, lengths
     return None
 
 
-def choose(input, hx, weights, bidirectional, batch_first, training, lengths, strategy, reset_after) -> tuple[str | None, str]:
+def choose(input, hx, weights, bidirectional, batch_first, training, lengths, strategy, reset_after,
+           B: int | None = None) -> tuple[str | None, str]:
     """(strategy, reason) for a call on a kernel backend: ``cudnn`` where it is forced or the
     table names it and nothing refuses it; otherwise the strategy handed to the kernels (None:
     the dispatcher plans by the table and its rules). A forced ``cudnn`` that would not mean the
@@ -86,7 +87,8 @@ def choose(input, hx, weights, bidirectional, batch_first, training, lengths, st
     if strategy is not None:
         return strategy, "forced"
     D = 2 if bidirectional else 1
-    B = input.shape[0] if batch_first else input.shape[1]
+    if B is None:
+        B = input.shape[0] if batch_first else input.shape[1]
     H = weights[0][1].shape[1]
     entry = table_choice(B, H, D, input.device, weights[0][1].dtype, "training" if grad else "inference", reset_after)
     if entry is not None and entry["strategy"] == "cudnn":
@@ -94,6 +96,20 @@ def choose(input, hx, weights, bidirectional, batch_first, training, lengths, st
         if why is None:
             return "cudnn", describe_entry(entry)
     return None, ""
+
+
+def packed_runs_pytorch(data, hx, weights, B, bidirectional, training, strategy, reset_after) -> bool:
+    """Whether a PackedSequence call runs PyTorch's own operator on the packed data directly, as
+    nn.GRU does (no padding, no host read of the lengths): on the CPU backend (reset_after=True),
+    and on the kernel backends where ``cudnn`` is chosen (forced, or the table's entry)."""
+    which = backend.backend_for(data)
+    if which == "reference":
+        return False
+    if which == "torch":
+        if strategy == "cudnn":
+            choose(data, hx, weights, bidirectional, False, training, None, strategy, reset_after, B=B)
+        return reset_after
+    return choose(data, hx, weights, bidirectional, False, training, None, strategy, reset_after, B=B)[0] == "cudnn"
 
 
 def explain_gru(input, hx, weights, bidirectional, batch_first, training, lengths, strategy, reset_after) -> Explanation:
@@ -119,4 +135,4 @@ def explain_gru(input, hx, weights, bidirectional, batch_first, training, length
 
 
 __all__ = ["Explanation", "KERNEL_STRATEGIES", "STRATEGIES", "check_strategy", "choose", "cudnn_refusal",
-           "explain_gru", "needs_grad"]
+           "explain_gru", "needs_grad", "packed_runs_pytorch"]

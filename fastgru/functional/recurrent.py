@@ -65,7 +65,7 @@ def check_gru_inputs(input, hx, weights, num_layers, bidirectional, batch_first,
     if hx.device != input.device:
         raise RuntimeError(f"Input and hidden tensors are not at the same device, found input on {input.device} and hx on {hx.device}")
     if lengths is not None:
-        check_lengths(lengths, B, 1, T, "the sequence length")
+        check_lengths(lengths, B, 1, T, "the sequence length", input.device)
 
 
 @autocast_entry
@@ -158,6 +158,22 @@ def _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropo
                                    training, lengths)
     return _torch_gru_call(input, hx, params, has_bias, num_layers, bidirectional, batch_first, dropout, training,
                            lengths)
+
+
+def pytorch_packed_gru(packed, hx, weights, num_layers, bidirectional, dropout, training):
+    """PyTorch's own GRU operator on a PackedSequence's data, exactly as nn.GRU runs it (hx and
+    h_n in the caller's batch order, permuted by the sequence's indices on the device)."""
+    has_bias = weights[0][2] is not None
+    params = [w for ws in weights for w in (ws if has_bias else ws[:2])]
+    if packed.sorted_indices is not None:
+        hx = hx.index_select(1, packed.sorted_indices)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk of memory.*")
+        data, h_n = torch.gru(packed.data, packed.batch_sizes, hx, params, has_bias, num_layers, dropout, training,
+                              bidirectional)
+    if packed.unsorted_indices is not None:
+        h_n = h_n.index_select(1, packed.unsorted_indices)
+    return packed._replace(data=data), h_n
 
 
 def _torch_gru_call(input, hx, params, has_bias, num_layers, bidirectional, batch_first, dropout, training, lengths):

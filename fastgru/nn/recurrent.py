@@ -22,6 +22,20 @@ from ..launchers.plan import STRATEGIES
 __all__ = ["GRU", "GRUCell", "convert"]
 
 
+def _device_lengths(sorted_lengths: torch.Tensor, device) -> torch.Tensor:
+    """Non-increasing host lengths (B,) as an int64 tensor on ``device`` without a host-to-device
+    copy: one fill per run of equal lengths, each with a host scalar (at most T fills). A copy of
+    pageable host memory is not allowed inside a CUDA graph capture; a fill's scalar is baked in."""
+    values = sorted_lengths.tolist()  # host data: no synchronisation
+    out = torch.empty(len(values), dtype=torch.int64, device=device)
+    start = 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[start]:
+            out[start:i].fill_(values[start])
+            start = i
+    return out
+
+
 class GRU(nn.Module):
     """Multi-layer GRU with nn.GRU's interface; the recurrence runs in fused Triton kernels on GPU.
 
@@ -176,23 +190,37 @@ class GRU(nn.Module):
         return out, h_n
 
     def _forward_packed(self, packed: PackedSequence, hx):
-        # Work in the caller's batch order: pad_packed_sequence restores it, and hx / h_n are in
-        # it too (nn.GRU permutes hx by sorted_indices internally and h_n back). The kernels take
-        # per-row lengths, so the batch is never split by length.
-        padded, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
+        # Work in the caller's batch order (hx / h_n are in it: nn.GRU permutes hx by
+        # sorted_indices internally and h_n back). The kernels take per-row lengths, so the batch
+        # is never split by length. No host synchronisation, so a packed call can be captured in
+        # a CUDA graph: the lengths come from batch_sizes (on the host, as PyTorch keeps it), the
+        # reorderings use the index tensors where they are (on the device).
         D = 2 if self.bidirectional else 1
-        B = lengths.shape[0]
+        B = int(packed.batch_sizes[0])
         if hx is None:
-            hx = torch.zeros(self.num_layers * D, B, self.hidden_size, dtype=padded.dtype, device=padded.device)
+            hx = torch.zeros(self.num_layers * D, B, self.hidden_size, dtype=packed.data.dtype, device=packed.data.device)
         elif hx.dim() != 3:
             raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor")
+        weights = self._layer_weights()
+        if not torch.onnx.is_in_onnx_export() and F_.packed_runs_pytorch(
+                packed.data, hx, weights, B, self.bidirectional, self.training, self.strategy, self.reset_after):
+            return F_.pytorch_packed_gru(packed, hx, weights, self.num_layers, self.bidirectional, self.dropout,
+                                         self.training)
+        dim = 0 if self.batch_first else 1
+        # Padded in sorted order: pad_packed_sequence with unsorted_indices would copy them to the host.
+        padded, sorted_lengths = pad_packed_sequence(PackedSequence(packed.data, packed.batch_sizes),
+                                                     batch_first=self.batch_first)
+        lengths = _device_lengths(sorted_lengths, padded.device)
+        unsort = packed.unsorted_indices
+        if unsort is not None:
+            padded = padded.index_select(dim, unsort.to(padded.device))
+            lengths = lengths.index_select(0, unsort.to(padded.device))
         out, h_n = self._run(padded, hx, lengths=lengths)
-        # Re-pack with exactly the input's batch_sizes and indices.
+        # Re-pack with exactly the input's batch_sizes and indices (sorted order: the host lengths we have).
         order = packed.sorted_indices
         if order is not None:
-            out = out.index_select(0 if self.batch_first else 1, order.to(out.device))
-            lengths = lengths.index_select(0, order.to(lengths.device))  # lengths stay on the CPU
-        data = pack_padded_sequence(out, lengths, batch_first=self.batch_first, enforce_sorted=True).data
+            out = out.index_select(dim, order.to(out.device))
+        data = pack_padded_sequence(out, sorted_lengths, batch_first=self.batch_first, enforce_sorted=True).data
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
 
     def _run(self, input, hx, lengths):

@@ -55,8 +55,8 @@ def attention_bwd(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     dq, dk, dw, dval = attention_backward(score, q, k, w, values, lengths, mask, scale, stats, d_out, d_probs, need_dq,
                                           heads, dropout_p, seed)
-    empty = values.new_empty(0)
-    return (dq if need_dq else empty), dk, (dw if dw is not None else empty), dval
+    empty = lambda: values.new_empty(0)  # noqa: E731  (a fresh one each: outputs may not alias)
+    return (dq if need_dq else empty()), dk, (dw if dw is not None else empty()), dval
 
 
 @attention_bwd.register_fake
