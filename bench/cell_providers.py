@@ -10,7 +10,7 @@ from torch import nn
 from fastgru import reference
 from fastgru.bench import flops
 from fastgru.bench.cases import Case
-from fastgru.bench.providers import Prepared, Setup, Unavailable, backend_name, compile_cold, timed_first_call
+from fastgru.bench.providers import Prepared, Setup, Unavailable, backend_name, compile_cold, compiled_prepared
 
 
 def cell_setup(case: Case, device, copies: int = 1) -> Setup:
@@ -50,9 +50,7 @@ def cell_setup(case: Case, device, copies: int = 1) -> Setup:
     def compiled():
         fn = compile_cold(reference.gru_cell)
         w = [t.detach() for t in weights(src)]
-        prep = prepared(lambda x, h: fn(x, h, *w))
-        prep.compile_s = timed_first_call(prep.calls[0])
-        return prep
+        return compiled_prepared(prepared(lambda x, h: fn(x, h, *w)))
 
     def reference_results():
         x, h = sets[0]

@@ -1,6 +1,6 @@
 """Command line of the benchmark sweep, ``python -m bench`` from the repository root: select the
-cases, run them (fastgru.bench: correctness check first, then timing), write the result file, its
-Markdown table and plots, and regenerate the index."""
+cases, run them (fastgru.bench: correctness check first, then timing, eager and captured in a CUDA
+graph), write the result file, its Markdown table and plots, and regenerate the index."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ other commands (from the repository root; see bench/README.md):
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="fastgru benchmark sweep: correctness check first, then timing; writes\n"
-                    "<out>/<device>/<date>-<commit>.json with a Markdown table and plots.",
+        description="fastgru benchmark sweep: correctness check first, then timing (eager, and captured in\n"
+                    "a CUDA graph on CUDA); writes <out>/<device>/<date>-<commit>.json with a Markdown\n"
+                    "table and plots.",
         epilog=OTHER_COMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--suite", choices=suites.SUITES + ("all",), default="all")
@@ -44,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="stop starting new cases after this many seconds (recorded in the file)")
     p.add_argument("--warmup-ms", type=float, default=25.0)
     p.add_argument("--rep-ms", type=float, default=100.0)
+    p.add_argument("--no-graphs", action="store_true",
+                   help="time the eager form only (rows say graphed_status 'skipped'); halves the timing")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--list", action="store_true", help="print the case ids and exit")
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
             print(c.id, "" if not c.skip else f"(skip: {', '.join(c.skip)})")
         return 0
     doc = sweep(cases, device, a.budget_s, not a.no_progress, a.warmup_ms, a.rep_ms, suites.SETUPS,
-                suite=a.suite, quick=a.quick)
+                graphs=not a.no_graphs, suite=a.suite, quick=a.quick)
     path = result_files.write(doc, out)
     md = markdown(doc)
     path.with_suffix(".md").write_text(md)

@@ -2,6 +2,9 @@
 
     python -m bench.compare OLD.json NEW.json [--threshold 0.05]
     python bench/compare.py OLD.json NEW.json          (the same, run by path)
+
+Both timed forms are compared: the eager time (``verdict``) and, where both files have it, the
+CUDA-graphed time (``graphed_verdict``; empty when either file has none, e.g. a schema-1 file).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ def _key(r: dict) -> tuple:
 
 
 def compare(old: dict, new: dict, threshold: float = 0.05) -> list[dict]:
-    """One entry per row in either file: old and new median, ratio new/old, and a verdict.
+    """One entry per row in either file: old and new median, ratio new/old, and a verdict; the
+    same for the graphed time (old_graphed_ms, new_graphed_ms, graphed_ratio, graphed_verdict).
 
     verdict: faster / slower (beyond ``threshold``; flagged when the p20-p80 ranges still overlap),
-    same, new, gone, or the status change.
+    same, new, gone, or the status change. graphed_verdict: faster / slower / same, or None when
+    either row has no graphed time.
     """
     olds = {_key(r): r for r in old["rows"]}
     news = {_key(r): r for r in new["rows"]}
@@ -36,7 +41,8 @@ def compare(old: dict, new: dict, threshold: float = 0.05) -> list[dict]:
         ref = n or o
         entry = {"op": ref["op"], "mode": ref["mode"], "dtype": ref["dtype"], "shape": ref["shape"],
                  "provider": ref["provider"], "old_ms": o and o["median_ms"], "new_ms": n and n["median_ms"],
-                 "ratio": None, "verdict": None}
+                 "ratio": None, "verdict": None, "old_graphed_ms": _graphed(o), "new_graphed_ms": _graphed(n),
+                 "graphed_ratio": None, "graphed_verdict": None}
         if o is None:
             entry["verdict"] = "new"
         elif n is None:
@@ -45,19 +51,35 @@ def compare(old: dict, new: dict, threshold: float = 0.05) -> list[dict]:
             entry["verdict"] = "same status" if o["status"] == n["status"] else f"{o['status']} -> {n['status']}"
         else:
             entry["ratio"] = n["median_ms"] / o["median_ms"]
-            entry["verdict"] = ("slower" if entry["ratio"] > 1 + threshold
-                                else "faster" if entry["ratio"] < 1 - threshold else "same")
-            if entry["verdict"] != "same" and _overlap(o, n):
-                entry["verdict"] += " (p20-p80 overlap: noise?)"
+            entry["verdict"] = _verdict(entry["ratio"], threshold, _overlap(o, n))
+            if entry["old_graphed_ms"] and entry["new_graphed_ms"]:
+                entry["graphed_ratio"] = entry["new_graphed_ms"] / entry["old_graphed_ms"]
+                entry["graphed_verdict"] = _verdict(entry["graphed_ratio"], threshold, _overlap(o, n, "graphed_"))
         out.append(entry)
     return out
 
 
-def _overlap(o: dict, n: dict) -> bool:
-    """Do the two rows' p20-p80 ranges overlap (then a change of the median may be noise)?"""
-    if None in (o.get("p20_ms"), o.get("p80_ms"), n.get("p20_ms"), n.get("p80_ms")):
+def _graphed(r: dict | None) -> float | None:
+    """The row's graphed time (None when it has none: not captured, or a schema-1 file)."""
+    if r is None or r.get("status") != "ok" or r.get("graphed_status") != "ok":
+        return None
+    return r.get("graphed_ms")
+
+
+def _verdict(ratio: float, threshold: float, overlap: bool) -> str:
+    verdict = "slower" if ratio > 1 + threshold else "faster" if ratio < 1 - threshold else "same"
+    if verdict != "same" and overlap:
+        verdict += " (p20-p80 overlap: noise?)"
+    return verdict
+
+
+def _overlap(o: dict, n: dict, prefix: str = "") -> bool:
+    """Do the two rows' p20-p80 ranges overlap (then a change of the median may be noise)?
+    ``prefix`` "graphed_" compares the graphed ranges."""
+    lo, hi = f"{prefix}p20_ms", f"{prefix}p80_ms"
+    if None in (o.get(lo), o.get(hi), n.get(lo), n.get(hi)):
         return False
-    return n["p20_ms"] <= o["p80_ms"] and o["p20_ms"] <= n["p80_ms"]
+    return n[lo] <= o[hi] and o[lo] <= n[hi]
 
 
 def markdown(old: dict, new: dict, threshold: float = 0.05) -> str:
@@ -72,12 +94,14 @@ def markdown(old: dict, new: dict, threshold: float = 0.05) -> str:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
     lines += ["Summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) +
               f" (threshold {threshold:.0%}; ratio = new / old median time)", ""]
-    lines += ["| op | mode | dtype | shape | provider | old ms | new ms | new/old | verdict |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| op | mode | dtype | shape | provider | old ms | new ms | new/old | verdict | old graphed ms | "
+              "new graphed ms | graphed new/old | graphed verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['op']} | {r['mode']} | {r['dtype']} | {shape_text(r['shape'])} | "
                      f"{r['provider']} | {_f(r['old_ms'])} | {_f(r['new_ms'])} | {_f(r['ratio'], '{:.3f}')} | "
-                     f"{r['verdict']} |")
+                     f"{r['verdict']} | {_f(r['old_graphed_ms'])} | {_f(r['new_graphed_ms'])} | "
+                     f"{_f(r['graphed_ratio'], '{:.3f}')} | {r['graphed_verdict'] or ''} |")
     return "\n".join(lines) + "\n"
 
 

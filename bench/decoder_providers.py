@@ -34,7 +34,7 @@ import fastgru
 from fastgru import reference
 from fastgru.bench.cases import Case
 from fastgru.bench.flops import GRU_GATE_FLOPS, Cost, training_cost
-from fastgru.bench.providers import Prepared, Setup, backend_name, compile_cold, timed_first_call
+from fastgru.bench.providers import Prepared, Setup, backend_name, compile_cold, compiled_prepared
 
 from bench.attention_flops import SOFTMAX_FLOPS
 
@@ -278,9 +278,8 @@ def decoder_setup(case: Case, device, copies: int = 1) -> Setup:
                         kp = mod.Ua(i["keys"])
                     return lambda: fn(i["x"], i["h0"], i["keys"], kp, ignore)
                 prep = prepared(None, make_step, named)
-            if compiled:  # the first call compiles (forward, and backward in training); its time is kept apart
-                prep.compile_s = timed_first_call(prep.calls[0])
-            return prep
+            # A compiled one's first call compiles (forward, and backward in training); its time is kept apart.
+            return compiled_prepared(prep) if compiled else prep
         return prepare
 
     def reference_results():

@@ -1,8 +1,10 @@
 """Result files: where a run's document is written, and the schema it is validated against.
 
 One JSON document per run, at ``<out>/<device-slug>/<date>-<commit>.json`` (the document is
-fastgru.bench.sweep's: {"schema": 1, "env": ..., "run": ..., "rows": [...]}; the row fields and
-statuses are listed in fastgru/bench/runner.py).
+fastgru.bench.sweep's: {"schema": 2, "env": ..., "run": ..., "rows": [...]}; the row fields and
+statuses are listed in fastgru/bench/runner.py). Schema 2 rows also carry the CUDA-graph form
+(graphed_ms, graphed_p20_ms, graphed_p80_ms, graphed_rel_error, graphed_status, graphed_error) and
+``headline``; schema 1 files (eager times only, as committed before) still validate and load.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from pathlib import Path
 
 from fastgru.bench.sweep import SCHEMA
 
+SCHEMAS = (1, SCHEMA)  # every schema this code reads; documents are written in SCHEMA
 STATUSES = ("ok", "failed", "unavailable", "skipped", "oom", "error")
+GRAPHED_STATUSES = ("ok", "failed", "unavailable", "skipped", "oom", "error")
 
 _ROW_FIELDS = {
     "suite": str, "op": str, "mode": str, "provider": str, "dtype": str, "device": str, "shape": dict,
@@ -21,6 +25,8 @@ _ROW_FIELDS = {
 }
 _ROW_NUMBERS = ("median_ms", "p20_ms", "p80_ms", "tokens_per_s", "tflops", "gbytes_per_s",
                 "peak_mem_bytes", "compile_s", "rel_error", "tolerance", "repeats")
+_GRAPHED_NUMBERS = ("graphed_ms", "graphed_p20_ms", "graphed_p80_ms", "graphed_rel_error")
+_HEADLINE_FORMS = ("eager", "graphed")
 _ENV_FIELDS = ("device_name", "device_type", "sm_count", "driver", "cuda", "torch", "triton",
                "python", "commit", "date")
 
@@ -44,8 +50,9 @@ def validate(doc) -> list[str]:
     errs = []
     if not isinstance(doc, dict):
         return ["document is not an object"]
-    if doc.get("schema") != SCHEMA:
-        errs.append(f"schema is {doc.get('schema')!r}, expected {SCHEMA}")
+    schema = doc.get("schema")
+    if schema not in SCHEMAS:
+        errs.append(f"schema is {schema!r}, expected one of {SCHEMAS}")
     env, run, rows = doc.get("env"), doc.get("run"), doc.get("rows")
     if not isinstance(env, dict):
         errs.append("env missing or not an object")
@@ -82,6 +89,49 @@ def validate(doc) -> list[str]:
         for b, v in (r.get("speedup") or {}).items():
             if not isinstance(v, (int, float)) or v <= 0:
                 errs.append(f"rows[{i}].speedup[{b!r}] is not a positive number")
+        if schema != 1:
+            errs += _graphed_errors(i, r)
+    return errs
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _graphed_errors(i: int, r: dict) -> list[str]:
+    """A schema-2 row's graphed form: present, and saying why whenever it has no time."""
+    errs = []
+    for k in _GRAPHED_NUMBERS:
+        v = r.get(k, "absent")
+        if v == "absent":
+            errs.append(f"rows[{i}].{k} missing")
+        elif v is not None and not _number(v):
+            errs.append(f"rows[{i}].{k} is not a number or null")
+    g = r.get("graphed_status", "absent")
+    if r.get("status") == "ok":
+        if g not in GRAPHED_STATUSES:
+            errs.append(f"rows[{i}].graphed_status {g!r} not in {GRAPHED_STATUSES}")
+        elif g == "ok":
+            if not _number(r.get("graphed_ms")) or r["graphed_ms"] <= 0:
+                errs.append(f"rows[{i}] is graphed ok but has no positive graphed_ms")
+        else:
+            if r.get("graphed_ms") is not None:
+                errs.append(f"rows[{i}] is graphed {g} but carries a graphed time")
+            if not r.get("graphed_error"):
+                errs.append(f"rows[{i}] is graphed {g} but says no why (graphed_error)")
+    elif g is not None or r.get("graphed_ms") is not None:
+        errs.append(f"rows[{i}] is {r.get('status')} but carries a graphed status or time")
+    head = r.get("headline", "absent")
+    if not isinstance(head, dict):
+        errs.append(f"rows[{i}].headline missing or not an object")
+        return errs
+    if head and r.get("status") != "ok":
+        errs.append(f"rows[{i}] is {r.get('status')} but carries a headline")
+    for b, h in head.items():
+        if not isinstance(h, dict) or not _number(h.get("ratio")) or h["ratio"] <= 0:
+            errs.append(f"rows[{i}].headline[{b!r}].ratio is not a positive number")
+        elif h.get("form") not in _HEADLINE_FORMS or h.get("baseline_form") not in _HEADLINE_FORMS:
+            errs.append(f"rows[{i}].headline[{b!r}] form/baseline_form not in {_HEADLINE_FORMS}")
     return errs
 
 

@@ -14,7 +14,7 @@ from fastgru import testing
 from fastgru.bench import runner
 from fastgru.bench.cases import Case
 
-from bench._common import ON_GPU, bench_provider
+from bench._common import FORMS, ON_GPU, bench_provider
 from bench.attention_providers import attention_setup
 
 N, T, D, A = (32, 2048, 256, 128) if ON_GPU else (4, 64, 64, 32)
@@ -51,47 +51,54 @@ def _multi_case(op, mode, providers, tiny=False):
 
 @pytest.mark.parametrize("provider", ["fastgru", "naive_ref"])
 @pytest.mark.parametrize("mode", ["inference", "training"])
-def test_attention_pooling(benchmark, mode, provider):
+@pytest.mark.parametrize("form", FORMS)
+def test_attention_pooling(benchmark, mode, provider, form):
     bench_provider(benchmark, _case("attention_pooling", mode, 1, ("fastgru", "naive_ref")),
-                   attention_setup, provider)
+                   attention_setup, provider, form=form)
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "naive_ref"])
 @pytest.mark.parametrize("tq", ["1", "T"])
 @pytest.mark.parametrize("mode", ["inference", "training"])
-def test_additive_attention(benchmark, mode, tq, provider):
+@pytest.mark.parametrize("form", FORMS)
+def test_additive_attention(benchmark, mode, tq, provider, form):
     Tq = 1 if tq == "1" else (256 if ON_GPU else T)  # the naive (N, Tq, T, A) tensor must fit
     bench_provider(benchmark, _case("additive_attention", mode, Tq, ("fastgru", "naive_ref")),
-                   attention_setup, provider)
+                   attention_setup, provider, form=form)
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "naive_ref", "sdpa"])
 @pytest.mark.parametrize("tq", ["1", "T"])
 @pytest.mark.parametrize("mode", ["inference", "training"])
-def test_dot_attention(benchmark, mode, tq, provider):
+@pytest.mark.parametrize("form", FORMS)
+def test_dot_attention(benchmark, mode, tq, provider, form):
     Tq = 1 if tq == "1" else T
     bench_provider(benchmark, _case("dot_attention", mode, Tq, ("fastgru", "naive_ref", "sdpa")),
-                   attention_setup, provider)
+                   attention_setup, provider, form=form)
 
 
 @pytest.mark.parametrize("provider", MHA_PROVIDERS)
 @pytest.mark.parametrize("mode", ["inference", "training"])
-def test_multihead_dot_attention(benchmark, mode, provider):
-    bench_provider(benchmark, _multi_case("multihead_dot_attention", mode, MHA_PROVIDERS), attention_setup, provider)
+@pytest.mark.parametrize("form", FORMS)
+def test_multihead_dot_attention(benchmark, mode, provider, form):
+    bench_provider(benchmark, _multi_case("multihead_dot_attention", mode, MHA_PROVIDERS), attention_setup, provider,
+                   form=form)
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "naive_ref"])
 @pytest.mark.parametrize("mode", ["inference", "training"])
-def test_multihead_additive_attention(benchmark, mode, provider):
+@pytest.mark.parametrize("form", FORMS)
+def test_multihead_additive_attention(benchmark, mode, provider, form):
     bench_provider(benchmark, _multi_case("multihead_additive_attention", mode, ("fastgru", "naive_ref")),
-                   attention_setup, provider)
+                   attention_setup, provider, form=form)
 
 
 @pytest.mark.parametrize("provider", ["fastgru", "naive_ref"])
 @pytest.mark.parametrize("mode", ["inference", "training"])
-def test_multihop_pooling(benchmark, mode, provider):
+@pytest.mark.parametrize("form", FORMS)
+def test_multihop_pooling(benchmark, mode, provider, form):
     bench_provider(benchmark, _multi_case("multihop_pooling", mode, ("fastgru", "naive_ref")),
-                   attention_setup, provider)
+                   attention_setup, provider, form=form)
 
 
 @pytest.mark.parametrize("op", ["multihead_dot_attention", "multihead_additive_attention", "multihop_pooling"])

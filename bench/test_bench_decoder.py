@@ -16,7 +16,7 @@ from fastgru import testing
 from fastgru.bench import runner
 from fastgru.bench.cases import Case
 
-from bench._common import ON_GPU, bench_provider
+from bench._common import FORMS, ON_GPU, bench_provider
 from bench.decoder_providers import decoder_setup
 from bench.suites import decoder_shape
 
@@ -35,16 +35,18 @@ def _case(op, shape, providers):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_decoder_training(benchmark, provider):
+@pytest.mark.parametrize("form", FORMS)
+def test_decoder_training(benchmark, provider, form):
     case = _case("attention_decoder", decoder_shape(B, H, TIN, TOUT), PROVIDERS)
-    bench_provider(benchmark, case, decoder_setup, provider)
+    bench_provider(benchmark, case, decoder_setup, provider, form=form)
 
 
 @pytest.mark.parametrize("provider", STEP_PROVIDERS)
 @pytest.mark.parametrize("batch", STEP_BATCHES)
-def test_decoder_step(benchmark, batch, provider):
+@pytest.mark.parametrize("form", FORMS)
+def test_decoder_step(benchmark, batch, provider, form):
     case = _case("attention_decoder_step", decoder_shape(batch, H, TIN), STEP_PROVIDERS)
-    bench_provider(benchmark, case, decoder_setup, provider)
+    bench_provider(benchmark, case, decoder_setup, provider, form=form)
 
 
 @pytest.mark.parametrize("op", ["attention_decoder", "attention_decoder_step"])

@@ -1,7 +1,7 @@
 """The benchmark harness: the shipped core (fastgru.bench: FLOP counts, cases, the runner's rule
-that a provider failing its correctness check is recorded as failed and never timed, the Markdown
-table) and the repository's bench/ (suites, result files and their schema, plots, index, compare,
-the CLI)."""
+that a provider failing its correctness check is recorded as failed and never timed, the two timed
+forms (eager and CUDA-graphed) and the speedups and headline built from them, the Markdown table)
+and the repository's bench/ (suites, result files and their schema, plots, index, compare, the CLI)."""
 
 import json
 import sys
@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from fastgru.bench import cases as C
-from fastgru.bench import flops, runner, table
+from fastgru.bench import flops, runner, table, timing
+from fastgru.bench.providers import Prepared, compiled_prepared
 from fastgru.bench.environment import CPU_NOTE, environment
 from fastgru.bench.gru_providers import gru_setup
 from fastgru.bench.sweep import document
@@ -248,7 +250,9 @@ def test_written_file_validates(doc, tmp_path):
     assert result_files.write(doc, tmp_path) != path  # a second run the same day gets its own name
 
 
-@pytest.mark.parametrize("breakage", ["no_commit", "bad_status", "ok_without_time", "timed_failure", "schema"])
+@pytest.mark.parametrize("breakage", ["no_commit", "bad_status", "ok_without_time", "timed_failure", "schema",
+                                      "graphed_without_why", "graphed_ok_without_time", "no_graphed_fields",
+                                      "headline_on_failed", "bad_headline_form"])
 def test_broken_file_fails(doc, breakage, tmp_path):
     bad = json.loads(json.dumps(doc))
     ok_row = next(r for r in bad["rows"] if r["status"] == "ok")
@@ -260,6 +264,17 @@ def test_broken_file_fails(doc, breakage, tmp_path):
         ok_row["median_ms"] = None
     elif breakage == "timed_failure":
         ok_row.update(status="failed", error="check")
+    elif breakage == "graphed_without_why":
+        ok_row.update(graphed_status="error", graphed_error=None)
+    elif breakage == "graphed_ok_without_time":
+        ok_row.update(graphed_status="ok", graphed_error=None, graphed_ms=None)
+    elif breakage == "no_graphed_fields":
+        del ok_row["graphed_ms"], ok_row["graphed_status"]
+    elif breakage == "headline_on_failed":
+        failed = next(r for r in bad["rows"] if r["status"] != "ok")
+        failed["headline"] = {"nn.GRU": {"ratio": 1.0, "form": "eager", "baseline_form": "eager"}}
+    elif breakage == "bad_headline_form":
+        ok_row["headline"] = {"x": {"ratio": 1.0, "form": "fast", "baseline_form": "eager"}}
     else:
         bad["schema"] = 99
     assert result_files.validate(bad)
@@ -379,3 +394,184 @@ def test_decoder_case_runs_and_checks(op):
     fg = rows["fastgru"]
     assert fg["status"] == "ok", fg["error"]
     assert fg["rel_error"] <= fg["tolerance"] and set(fg["speedup"]) == {"eager_ref"}
+
+
+# ------------------------------------------------------------------------------------ CUDA-graphed form
+
+
+def _timed_row(provider, eager, graphed=None, status=None):
+    """A row with the given eager and graphed times (graphed None: ``status`` says why)."""
+    r = runner._row(_tiny_gru(), provider, torch.device("cpu"))
+    r.update(median_ms=eager, p20_ms=eager, p80_ms=eager)
+    if graphed is not None:
+        r.update(graphed_ms=graphed, graphed_p20_ms=graphed, graphed_p80_ms=graphed, graphed_status="ok")
+    else:
+        r.update(graphed_status=status or "error", graphed_error="RuntimeError: capture failed")
+    return r
+
+
+def test_speedups_like_for_like_and_headline_against_the_faster_form():
+    """speedup[b] is eager over eager, speedup["b graphed"] graphed over graphed; the headline is
+    the baseline's faster form over this row's faster form, naming both forms."""
+    fast = _timed_row("fastgru", eager=2.0, graphed=1.5)
+    base = _timed_row("nn.GRU", eager=8.0, graphed=3.0)  # graphing helps the baseline most
+    runner.speedups([fast, base], ("nn.GRU",))
+    assert fast["speedup"] == pytest.approx({"nn.GRU": 4.0, "nn.GRU graphed": 2.0})
+    assert fast["headline"]["nn.GRU"] == {"ratio": pytest.approx(2.0), "form": "graphed", "baseline_form": "graphed",
+                                          "baseline_graphed": "ok"}
+    assert base["speedup"] == {} and base["headline"] == {}  # never its own baseline
+
+    # The baseline eager is its faster form; this row's graph slower than its eager call.
+    fast = _timed_row("fastgru", eager=1.0, graphed=1.2)
+    base = _timed_row("nn.GRU", eager=3.0, graphed=3.5)
+    runner.speedups([fast, base], ("nn.GRU",))
+    h = fast["headline"]["nn.GRU"]
+    assert (h["ratio"], h["form"], h["baseline_form"]) == (pytest.approx(3.0), "eager", "eager")
+    assert fast["speedup"]["nn.GRU graphed"] == pytest.approx(3.5 / 1.2)
+
+    # The baseline could not be captured: no graphed ratio, the headline held to its eager form and saying why.
+    fast = _timed_row("fastgru", eager=2.0, graphed=1.0)
+    base = _timed_row("nn.GRU", eager=4.0, status="error")
+    failed = _timed_row("compiled_ref", eager=1.0, graphed=1.0)
+    failed.update(status="failed", median_ms=None)
+    runner.speedups([fast, base, failed], ("nn.GRU", "compiled_ref"))
+    assert set(fast["speedup"]) == {"nn.GRU"} and set(fast["headline"]) == {"nn.GRU"}
+    assert fast["headline"]["nn.GRU"] == {"ratio": pytest.approx(4.0), "form": "graphed", "baseline_form": "eager",
+                                          "baseline_graphed": "error"}
+
+
+def test_graph_blocker_and_capture_refuse_cpu():
+    assert timing.graph_blocker("cpu") == timing.NEEDS_CUDA
+    assert timing.graph_blocker("cpu", timing.COMPILED) == timing.COMPILED  # the provider's own reason wins
+    if not torch.cuda.is_available():
+        assert timing.graph_blocker("cuda").startswith(timing.NEEDS_CUDA)
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        timing.capture([lambda: None], "cpu")
+    packed = pack_padded_sequence(torch.ones(3, 2, 1), torch.tensor([2, 3]), enforce_sorted=False)
+    flat = timing.tensors({"a": (torch.zeros(1), [packed]), "b": None, "c": 3})
+    assert len(flat) == 1 + 4 and flat[1] is packed.data  # a PackedSequence is a tuple of 4 tensors
+
+
+def _fixed_prep(value=1.0, no_graph=None):
+    return Prepared([lambda: (torch.full((3,), value),)], None, no_graph=no_graph)
+
+
+def test_graphed_statuses_without_a_gpu(monkeypatch):
+    """The runner's graphed form on CPU: why there is none (no CUDA, compiled, --no-graphs), and,
+    with capture stood in for, a replay that matches is timed, one that differs is failed and
+    never timed, a capture error is recorded by its first line."""
+    cpu = torch.device("cpu")
+    out = runner.graphed(_fixed_prep(), cpu, 1e-6, **FAST)
+    assert (out["graphed_status"], out["graphed_error"], out["graphed_ms"]) == ("unavailable", timing.NEEDS_CUDA, None)
+    prep = compiled_prepared(_fixed_prep())
+    assert prep.no_graph == timing.COMPILED and prep.compile_s >= 0
+    assert runner.graphed(prep, cpu, 1e-6, **FAST)["graphed_status"] == "skipped"
+    off = runner.graphed(_fixed_prep(), cpu, 1e-6, **FAST, enabled=False)
+    assert off["graphed_status"] == "skipped" and "--no-graphs" in off["graphed_error"]
+
+    monkeypatch.setattr(timing, "graph_blocker", lambda device, reason=None: reason)
+    monkeypatch.setattr(timing, "capture", lambda fns, device: list(fns))
+    ok = runner.graphed(_fixed_prep(), cpu, 1e-6, **FAST)
+    assert ok["graphed_status"] == "ok" and ok["graphed_ms"] > 0 and ok["graphed_rel_error"] == 0
+    assert ok["graphed_p20_ms"] <= ok["graphed_ms"] <= ok["graphed_p80_ms"]
+    monkeypatch.setattr(timing, "capture", lambda fns, device: [lambda: (torch.full((3,), 1.5),)])
+    stale = runner.graphed(_fixed_prep(), cpu, 1e-3, **FAST)
+    assert stale["graphed_status"] == "failed" and stale["graphed_ms"] is None and "differs" in stale["graphed_error"]
+    assert stale["graphed_rel_error"] == pytest.approx(0.5)
+    assert runner.replay_error(torch.tensor([1, 2]), torch.tensor([1, 3])) == float("inf")  # integer results: exact
+
+    def refuse(fns, device):
+        raise timing.CaptureError("RuntimeError: operation not permitted when stream is capturing")
+    monkeypatch.setattr(timing, "capture", refuse)
+    err = runner.graphed(_fixed_prep(), cpu, 1e-3, **FAST)
+    assert err["graphed_status"] == "error" and err["graphed_error"].startswith("RuntimeError: operation not")
+
+
+def test_cpu_rows_say_why_there_is_no_graphed_time(doc):
+    ok = [r for r in doc["rows"] if r["status"] == "ok"]
+    assert ok and all(r["graphed_status"] == "unavailable" and r["graphed_error"] == timing.NEEDS_CUDA
+                      and r["graphed_ms"] is None for r in ok)
+    assert all(r["graphed_status"] is None for r in doc["rows"] if r["status"] != "ok")
+    assert doc["schema"] == 2 and result_files.validate(doc) == []
+    md = table.markdown(doc)
+    assert "unavailable: CUDA graphs need a CUDA device" in md
+
+
+def _graphed_doc(doc):
+    """The fixture's document with a fastgru row and an nn.GRU row, both forms timed."""
+    d = json.loads(json.dumps(doc))
+    base = next(r for r in d["rows"] if r["provider"] == "nn.GRU")
+    base.update(median_ms=8.0, p20_ms=7.5, p80_ms=8.5, graphed_ms=3.0, graphed_p20_ms=2.9, graphed_p80_ms=3.1,
+                graphed_status="ok", graphed_error=None)
+    fast = dict(base, provider="fastgru", median_ms=2.0, p20_ms=1.9, p80_ms=2.1, graphed_ms=1.5, graphed_p20_ms=1.4,
+                graphed_p80_ms=1.6)
+    d["rows"] = [fast, base]
+    runner.speedups(d["rows"], ("nn.GRU",))
+    return d
+
+
+def test_markdown_shows_both_forms_and_the_headline(doc):
+    d = _graphed_doc(doc)
+    assert result_files.validate(d) == []
+    md = table.markdown(d)
+    row = next(line for line in md.splitlines() if "| fastgru |" in line)
+    assert "| 2 | 1.9-2.1 | 1.5 (1.4-1.6) |" in row
+    assert "| 4x vs nn.GRU | 2x vs nn.GRU | **2x** graphed vs nn.GRU graphed |" in row
+    assert "headline (vs faster baseline form)" in md and "predates" not in md
+
+
+def test_committed_schema_1_file_still_reads():
+    """The 2026-11-23 H100 file (eager only) validates, renders, compares and plots as before."""
+    path = next((ROOT / "bench/results/nvidia-h100-80gb-hbm3").glob("2026-11-23-*.json"))
+    old = result_files.load(path)
+    assert old["schema"] == 1
+    md = table.markdown(old)
+    assert "predates the CUDA-graph baseline" in md and "0.163x vs nn.GRU" in md
+    entries = compare.compare(old, old)
+    assert {e["verdict"] for e in entries if e["ratio"] is not None} == {"same"}
+    assert all(e["graphed_verdict"] is None for e in entries)
+    fast = next(r for r in old["rows"] if r["provider"] == "fastgru" and r["status"] == "ok")
+    assert plots.gru_speedup(fast) == fast["speedup"]["nn.GRU"]
+
+
+def test_compare_graphed_times(doc):
+    old = _graphed_doc(doc)
+    new = json.loads(json.dumps(old))
+    for r in new["rows"]:
+        r.update(graphed_ms=r["graphed_ms"] * 2, graphed_p20_ms=r["graphed_p20_ms"] * 2,
+                 graphed_p80_ms=r["graphed_p80_ms"] * 2)
+    by_provider = {e["provider"]: e for e in compare.compare(old, new)}
+    assert by_provider["fastgru"]["verdict"] == "same"
+    assert by_provider["fastgru"]["graphed_verdict"] == "slower"
+    assert by_provider["fastgru"]["graphed_ratio"] == pytest.approx(2.0)
+    assert plots.gru_speedup(old["rows"][0]) == pytest.approx(2.0)  # the headline, not the eager 4x
+    assert "| slower |" in compare.markdown(old, new)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_capture_replays_nn_gru_as_eager(mode):
+    """A tiny nn.GRU step (inference: the forward; training: forward and backward to the input and
+    every weight) captured by timing.capture, two input copies: every replay of each copy gives the
+    eager result (inference bitwise; training within the fp32 limit, as PyTorch documents cuDNN's
+    RNN backward as not guaranteed deterministic), and the runner times it (graphed_status ok)."""
+    from fastgru import testing
+
+    case = C.gru_case(mode, "fp32", C.gru_shape(4, 32, 8))
+    prep = gru_setup(case, "cuda", 2).providers["nn.GRU"]()
+    want = [[t.clone() for t in timing.tensors(call())] for call in prep.calls]
+    replays = timing.capture(prep.calls, "cuda")
+    count = 2 if mode == "inference" else 1 + 4  # (output, h_n), or the input's and 4 weights' gradients
+    for _ in range(2):
+        for replay, expected in zip(replays, want):
+            got = timing.tensors(replay())
+            torch.cuda.synchronize()
+            assert len(got) == len(expected) == count
+            for g, w in zip(got, expected):
+                if mode == "inference":
+                    assert torch.equal(g, w)
+                else:
+                    assert testing.rel_error(g, w) <= testing.tolerance(torch.float32)
+    out = runner.graphed(prep, torch.device("cuda"), testing.tolerance(torch.float32), **FAST)
+    assert out["graphed_status"] == "ok", out["graphed_error"]
+    assert out["graphed_ms"] > 0

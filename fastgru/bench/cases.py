@@ -7,7 +7,9 @@ providers (gru_providers.py):
   compiled_ref  torch.compile of the reference loop (fastgru.reference); compile time kept apart
   eager_ref     the reference loop run eagerly: the baseline of reset_after=False cases, which
                 PyTorch has no operator for (the same math written in PyTorch)
-The full case lists (every suite and shape) live in the repository's bench/ folder.
+Every provider is timed twice: eager, and its step captured in a CUDA graph and replayed (CUDA
+only; compiled_ref is not captured, see fastgru.bench.timing). The full case lists (every suite
+and shape) live in the repository's bench/ folder.
 """
 
 from __future__ import annotations

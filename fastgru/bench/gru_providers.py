@@ -13,7 +13,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .. import reference
 from . import flops
 from .cases import Case
-from .providers import Prepared, Results, Setup, Unavailable, backend_name, compile_cold, timed_first_call
+from .providers import Prepared, Results, Setup, Unavailable, backend_name, compile_cold, compiled_prepared
 
 
 def _fastgru():
@@ -166,8 +166,7 @@ def gru_setup(case: Case, device, copies: int = 1) -> Setup:
         named = list(ref.named_parameters())
         calls = [_gru_step(fn, [p for _, p in named], x, h0, g, None, training) for x, h0, g in sets]
         # The first call compiles (forward, and backward when training); its time is kept apart.
-        compile_s = timed_first_call(calls[0])
-        return Prepared(calls, lambda: _gru_results(fn, named, *sets[0], None, training), compile_s)
+        return compiled_prepared(Prepared(calls, lambda: _gru_results(fn, named, *sets[0], None, training)))
 
     def reference_results() -> Results:
         ref = _ReferenceGRU(src, reset_after).to(torch.float64)

@@ -1,6 +1,9 @@
 """What a provider is: for a case, the timed step (one closure per input copy), the named results
 its correctness check compares, and the float64 reference those results are held to.
 
+Each step closes over its inputs (static tensors), so the runner can also capture it in a CUDA
+graph and time the replays; a provider that must not be captured says why in ``no_graph``.
+
 Every provider of a case gets the same weights (copied from one torch module) and the same
 inputs. Ops that fastgru does not offer yet raise ``Unavailable``; the runner records that.
 """
@@ -14,6 +17,7 @@ from typing import Callable
 import torch
 
 from . import flops
+from .timing import COMPILED
 
 Results = dict  # name -> tensor ("output", "h_n", "grad_x", "grad_weight_hh_l0", ...)
 
@@ -28,6 +32,8 @@ class Prepared:
     result: Callable[[], Results] | None  # named results for the correctness check
     compile_s: float | None = None
     backend: str | None = None
+    # Why this provider is not captured in a CUDA graph (None: it is; see timing.graph_blocker).
+    no_graph: str | None = None
 
 
 @dataclass
@@ -42,6 +48,14 @@ class Setup:
     # The torch flag whose TF32 permission fastgru follows (fastgru.ops.guard.tf32_allowed):
     # "cudnn" for the GRU layer (as nn.GRU), "matmul" for the cell and attention.
     tf32_follows: str = "matmul"
+
+
+def compiled_prepared(prep: Prepared) -> Prepared:
+    """Mark a torch.compile'd provider: its first call compiles (its time is kept apart, in
+    ``compile_s``), and it is not captured in a CUDA graph (timing.COMPILED says why)."""
+    prep.compile_s = timed_first_call(prep.calls[0])
+    prep.no_graph = COMPILED
+    return prep
 
 
 def compile_cold(fn):

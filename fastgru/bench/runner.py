@@ -1,13 +1,25 @@
 """Run cases: for each case FIRST check each checked provider against the float64 reference
-(fastgru.testing's contract), then time every provider that may be timed. One row per provider.
+(fastgru.testing's contract), then time every provider that may be timed, two ways: eager, and
+each step captured in a CUDA graph and replayed (timing.capture). One row per provider.
 
-Row statuses:
+Row statuses (of the provider and its eager time):
   ok           checked (or a baseline) and timed
   failed       the correctness check failed: not timed, no speedup
   unavailable  the op is not offered by this build (e.g. fastgru.GRUCell not there yet)
   skipped      deliberately not run here (``error`` says why, e.g. compile time)
   oom          out of device memory
   error        the provider raised (``error`` holds the message)
+
+Graphed statuses (``graphed_status``, on ok rows; None on the others, which have no time at all):
+  ok           captured, its replay matches the eager result within the row's limit, timed
+               (graphed_ms, graphed_p20_ms, graphed_p80_ms; graphed_rel_error: replay vs eager)
+  unavailable  cannot be captured here (``graphed_error``: "CUDA graphs need a CUDA device")
+  skipped      not captured by design (a torch.compile'd provider; --no-graphs)
+  failed       captured, but the replay differs from the eager result: not timed
+  error        the capture raised (``graphed_error``: the cause's first line)
+  oom          out of device memory while capturing or replaying
+
+Speedups (``speedup`` and ``headline``, on ok rows) come from ``speedups``; see its docstring.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from . import timing
 from .cases import Case
 from .gru_providers import gru_setup
 from .providers import Unavailable
+from .timing import GRAPHED
 
 # suite -> setup(case, device, copies) -> providers.Setup. The repository's bench/ adds its suites.
 SETUPS = {"gru": gru_setup}
@@ -59,6 +72,8 @@ def _row(case: Case, provider: str, device: torch.device) -> dict:
         "tokens_per_s": None, "tflops": None, "gbytes_per_s": None, "peak_mem_bytes": None,
         "compile_s": None, "rel_error": None, "tolerance": None, "speedup": {},
         "backend": None, "status": "ok", "error": None,
+        "graphed_ms": None, "graphed_p20_ms": None, "graphed_p80_ms": None, "graphed_rel_error": None,
+        "graphed_status": None, "graphed_error": None, "headline": {},
     }
 
 
@@ -66,13 +81,13 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def _short(exc: BaseException) -> str:
-    msg = f"{type(exc).__name__}: {exc}".strip()
-    return msg.splitlines()[0][:300] if msg else type(exc).__name__
+_short = timing.first_line
 
 
-def run_case(case: Case, device, setup_fn: Callable | None = None, warmup_ms=25.0, rep_ms=100.0) -> list[dict]:
-    """All rows of one case. ``setup_fn(case, device, copies)``: the suite's setup (default: SETUPS)."""
+def run_case(case: Case, device, setup_fn: Callable | None = None, warmup_ms=25.0, rep_ms=100.0,
+             graphs: bool = True) -> list[dict]:
+    """All rows of one case. ``setup_fn(case, device, copies)``: the suite's setup (default: SETUPS);
+    ``graphs=False`` leaves out the CUDA-graph timing (graphed_status "skipped")."""
     device = torch.device(device)
     if setup_fn is None:
         if case.suite not in SETUPS:
@@ -126,6 +141,7 @@ def run_case(case: Case, device, setup_fn: Callable | None = None, warmup_ms=25.
                 row["tokens_per_s"] = setup.tokens / sec
                 row["tflops"] = setup.cost.flops / sec / 1e12
                 row["gbytes_per_s"] = setup.cost.bytes / sec / 1e9
+            row.update(graphed(prep, device, limit, warmup_ms, rep_ms, graphs))
         except Unavailable as exc:
             row.update(status="unavailable", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one provider's failure must not stop the sweep
@@ -133,17 +149,93 @@ def run_case(case: Case, device, setup_fn: Callable | None = None, warmup_ms=25.
         finally:
             prep = None
             _free(device)
-    _speedups(rows.values(), case.baselines)
+    speedups(rows.values(), case.baselines)
     return list(rows.values())
 
 
-def _speedups(rows: Iterable[dict], baselines: tuple) -> None:
+def graphed(prep, device: torch.device, limit: float, warmup_ms=25.0, rep_ms=100.0, enabled=True) -> dict:
+    """The graphed fields of an ok row: capture every step of ``prep`` (timing.capture), check the
+    first replay against an eager call of the same step (relative error within ``limit``, the
+    row's contract limit: a replay of stale or wrong memory is never timed), then time the replays."""
+    out = {"graphed_ms": None, "graphed_p20_ms": None, "graphed_p80_ms": None, "graphed_rel_error": None,
+           "graphed_status": "ok", "graphed_error": None}
+    if not enabled:
+        return dict(out, graphed_status="skipped", graphed_error="graphed timing turned off (--no-graphs)")
+    blocker = timing.graph_blocker(device, prep.no_graph)
+    if blocker is not None:
+        return dict(out, graphed_status="skipped" if prep.no_graph else "unavailable", graphed_error=blocker)
+    replays = None
+    try:
+        want = timing.tensors(prep.calls[0]())
+        replays = timing.capture(prep.calls, device)
+        got = timing.tensors(replays[0]())
+        if len(got) != len(want):
+            raise AssertionError(f"the replay gives {len(got)} tensors, the eager call {len(want)}")
+        err = max((replay_error(g, w) for g, w in zip(got, want)), default=0.0)
+        out["graphed_rel_error"] = err
+        if not err <= limit:  # NaN fails too
+            return dict(out, graphed_status="failed",
+                        graphed_error=f"replay differs from eager: relative error {err:.3g} > {limit:.3g}")
+        del want, got
+        t = timing.time_steps(replays, device, warmup_ms, rep_ms)
+        return dict(out, graphed_ms=t.median_ms, graphed_p20_ms=t.p20_ms, graphed_p80_ms=t.p80_ms)
+    except timing.CaptureError as exc:  # its message is already the cause's first line
+        return dict(out, graphed_status="oom" if _is_oom(exc) else "error", graphed_error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - the eager time stands; the graphed form says why it has none
+        return dict(out, graphed_status="oom" if _is_oom(exc) else "error", graphed_error=_short(exc))
+    finally:
+        replays = None
+        _free(device)
+
+
+def replay_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """testing.rel_error of a replay's tensor against the eager one, computed where they live (a
+    large training step's gradients are not copied to the host for this)."""
+    if got.shape != want.shape:
+        raise AssertionError(f"replay shape {tuple(got.shape)} differs from eager {tuple(want.shape)}")
+    if not got.is_floating_point():
+        return 0.0 if torch.equal(got, want) else float("inf")
+    got, want = got.detach().double(), want.detach().double()
+    diff = float(torch.linalg.vector_norm(got - want))
+    scale = float(torch.linalg.vector_norm(want))
+    return diff / scale if scale > 0 else diff
+
+
+def headline(base_eager: float, base_graphed: float | None, eager: float, graphed_ms: float | None,
+             base_graphed_status: str | None = None) -> dict:
+    """The headline ratio against one baseline: the baseline's faster form (eager or graphed)
+    over this row's faster form, with the form each side used and the baseline's graphed status
+    (so a row whose baseline could not be captured says it was held to the eager form only)."""
+    base_form, base = ("graphed", base_graphed) if base_graphed and base_graphed < base_eager else ("eager", base_eager)
+    form, mine = ("graphed", graphed_ms) if graphed_ms and graphed_ms < eager else ("eager", eager)
+    return {"ratio": base / mine, "form": form, "baseline_form": base_form, "baseline_graphed": base_graphed_status}
+
+
+def speedups(rows: Iterable[dict], baselines: tuple) -> None:
+    """Fill ``speedup`` and ``headline`` of every ok row, against each baseline that has a time:
+
+      speedup[b]             b's eager time / this row's eager time (the only ratio before graphs)
+      speedup[b + " graphed"] b's graphed time / this row's graphed time (when both were captured)
+      headline[b]            ``headline``: b's faster form / this row's faster form
+
+    A row is never its own baseline. Rows that are not ok get neither.
+    """
     rows = list(rows)
-    timed = {r["provider"]: r["median_ms"] for r in rows if r["status"] == "ok" and r["median_ms"]}
-    for r in rows:
-        if r["status"] != "ok" or not r["median_ms"]:
-            continue
-        r["speedup"] = {b: timed[b] / r["median_ms"] for b in baselines if b in timed and b != r["provider"]}
+    ok = [r for r in rows if r["status"] == "ok" and r["median_ms"]]
+    eager = {r["provider"]: r["median_ms"] for r in ok}
+    graphs = {r["provider"]: r.get("graphed_ms") for r in ok if r.get("graphed_status") == "ok" and r.get("graphed_ms")}
+    status = {r["provider"]: r.get("graphed_status") for r in ok}
+    for r in ok:
+        mine = graphs.get(r["provider"])
+        sp, hl = {}, {}
+        for b in baselines:
+            if b == r["provider"] or b not in eager:
+                continue
+            sp[b] = eager[b] / r["median_ms"]
+            if b in graphs and mine:
+                sp[b + GRAPHED] = graphs[b] / mine
+            hl[b] = headline(eager[b], graphs.get(b), r["median_ms"], mine, status[b])
+        r["speedup"], r["headline"] = sp, hl
 
 
 def _free(device: torch.device) -> None:
@@ -153,11 +245,11 @@ def _free(device: torch.device) -> None:
 
 
 def run(cases: list[Case], device, budget_s: float | None = None, progress=None,
-        warmup_ms=25.0, rep_ms=100.0, setups: dict | None = None) -> tuple[list[dict], dict]:
+        warmup_ms=25.0, rep_ms=100.0, setups: dict | None = None, graphs: bool = True) -> tuple[list[dict], dict]:
     """Run cases in order; stop starting new ones once ``budget_s`` seconds have passed.
 
     ``progress(i, n, case)`` is called before each case; ``setups`` maps each suite to its setup
-    (default: SETUPS). Returns (rows, run info).
+    (default: SETUPS); ``graphs=False`` leaves out the CUDA-graph timing. Returns (rows, run info).
     """
     setups = SETUPS if setups is None else setups
     start = time.perf_counter()
@@ -169,7 +261,7 @@ def run(cases: list[Case], device, budget_s: float | None = None, progress=None,
         if progress is not None:
             progress(i, len(cases), case)
         try:
-            rows += run_case(case, device, setups.get(case.suite), warmup_ms=warmup_ms, rep_ms=rep_ms)
+            rows += run_case(case, device, setups.get(case.suite), warmup_ms=warmup_ms, rep_ms=rep_ms, graphs=graphs)
         except Exception as exc:  # noqa: BLE001 - a broken setup (e.g. OOM on inputs) is recorded
             for p in case.providers:
                 row = _row(case, p, torch.device(device))
@@ -184,10 +276,10 @@ def run(cases: list[Case], device, budget_s: float | None = None, progress=None,
     for r in rows:
         by_id.setdefault(r["case_id"], []).append(r)
     for case_id, group in by_id.items():
-        _speedups(group, baselines[case_id])
+        speedups(group, baselines[case_id])
     info = {
         "cases": len(cases), "cases_run": len(cases) - len(not_run), "budget_s": budget_s,
         "stopped_by_budget": bool(not_run), "cases_not_run": not_run,
-        "elapsed_s": round(time.perf_counter() - start, 3),
+        "elapsed_s": round(time.perf_counter() - start, 3), "graphs": graphs,
     }
     return rows, info

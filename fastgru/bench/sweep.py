@@ -4,6 +4,8 @@
 
 Rows are long-format (one per case and provider); runner.py lists their fields and statuses.
 The repository's bench/ folder writes documents to files and validates them against SCHEMA.
+Schema 2 added the CUDA-graph form of every row (graphed_* fields, speedup "<baseline> graphed",
+headline); schema 1 files (eager times only) are still read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from . import runner
 from .environment import environment
 from .progress import Progress
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 def default_device() -> str:
@@ -28,12 +30,14 @@ def document(env: dict, run: dict, rows: list[dict]) -> dict:
 
 
 def sweep(cases, device=None, budget_s=None, progress=True, warmup_ms=25.0, rep_ms=100.0, setups=None,
-          **info) -> dict:
-    """Check, then time, every case in order (see runner.run); ``info`` goes into the document's
-    ``run`` beside the timing options, the budget and the command line."""
+          graphs=True, **info) -> dict:
+    """Check, then time, every case in order, eager and (``graphs``, CUDA only) captured in a CUDA
+    graph (see runner.run); ``info`` goes into the document's ``run`` beside the timing options,
+    the budget and the command line."""
     device = torch.device(device or default_device())
     env = environment(device)
-    rows, run = runner.run(cases, device, budget_s, Progress() if progress else None, warmup_ms, rep_ms, setups)
+    rows, run = runner.run(cases, device, budget_s, Progress() if progress else None, warmup_ms, rep_ms, setups,
+                           graphs)
     run.update(info, dtypes=sorted({c.dtype for c in cases}), warmup_ms=warmup_ms, rep_ms=rep_ms,
                command=" ".join(sys.argv))
     return document(env, run, rows)
