@@ -1,32 +1,53 @@
 #!/usr/bin/env bash
 # The one command for a lent GPU (torch and triton already installed there, no network):
-#   bash bench/gpu_check.sh
-# Prints nvidia-smi and versions, installs fastgru in place (offline), runs first the GPU tests of
-# the hazards the interpreter hides (tests/test_gpu_hazards.py, at most 90 s), then the GRU GPU tests,
-# the other GPU tests (stopping at the 8th failure so tracebacks print), the grid-barrier floor,
-# the strategy table (every recurrence strategy beside nn.GRU at the goal shapes), the rest of the
-# suite on CUDA, the quick sweep and the full sweep, all inside GPU_CHECK_BUDGET_S. pytest uses
-# pytest-xdist when present and prints one line per test, so a run cut short still shows what
-# passed. GPU_CHECK_SKIP_REST / _QUICK / _FULL leave out the non-GPU tests, the quick or the full
-# sweep. At most 8 files, flat, land in $OUT:
-#   gpu_check.log  pytest.log  barrier_floor.json  strategies-*.json (2)  quick.json
-#   <full>.json  <full>.md        (plots: regenerate from the JSON with bench/plots.py)
+#   bash bench/gpu_check.sh            (one call of at most 9 minutes: timeout_s 540)
+# Prints nvidia-smi and versions, installs fastgru in place (offline), then, each step cut off by
+# its own limit and all of them by GPU_CHECK_BUDGET_S (default 480 s, so the files come back
+# inside a 540-s call):
+#   1. correctness first: the GPU tests of the hazards the interpreter hides
+#      (tests/test_gpu_hazards.py), then the GRU, dispatcher and CUDA-graph capture tests;
+#   2. the goal table: bench/strategy_table.py with fastgru as dispatched and persistent beside
+#      nn.GRU, each timed eager and CUDA-graphed, at T = 512, H 256/512/1024, B 1/8/32/128, bf16
+#      then fp32 (bench/NOTES.md has the predictions), and the quick sweep (every suite's quick
+#      cases, eager and graphed: the GRUCell, attention and decoder goal rows);
+#   3. the other GPU tests, the grid-barrier floor, stepwise and rows for the plan table, the
+#      rest of the suite on CUDA, and the full sweep with what is left.
+# pytest uses pytest-xdist when present and prints one line per test, so a run cut short still
+# shows what passed. GPU_CHECK_SKIP_REST / _QUICK / _FULL leave out the non-GPU tests, the quick
+# or the full sweep. At most 8 files, flat, land in $OUT:
+#   gpu_check.log  pytest.log  strategies-dispatched-persistent.json  strategies-stepwise-rows.json
+#   quick.json  barrier_floor.json  <full>.json  <full>.md     (plots: from the JSON, bench/plots.py)
 # The full sweep stops starting new cases when its share of the budget is spent, and its JSON says so.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/fastgru-gpu-check}"
 BUDGET="${GPU_CHECK_BUDGET_S:-480}"
-HAZARD_LIMIT="${GPU_CHECK_HAZARD_S:-90}"
-TEST_LIMIT="${GPU_CHECK_TEST_S:-150}"
-REST_LIMIT="${GPU_CHECK_REST_S:-90}"
-ATTN_LIMIT="${GPU_CHECK_ATTN_S:-90}"
-STRATEGY_LIMIT="${GPU_CHECK_STRATEGY_S:-150}"
-ROWS_LIMIT="${GPU_CHECK_ROWS_S:-60}"
 RESULTS="${RESULTS_DIR:-bench/results}"
 QUICK_DIR="$(mktemp -d)"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 LOG="$OUT/gpu_check.log"
+
+# The seconds a step may take: its own limit, or what is left of the budget (less a 15-s reserve
+# for copying files), whichever is smaller; 0 when under 15 s are left (the step is skipped).
+limit() {
+  local left=$(( BUDGET - (SECONDS - start) - 15 ))
+  if [ "$left" -lt 15 ]; then echo 0; elif [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
+}
+
+# run_step NAME LIMIT LOG COMMAND...: the command under timeout, its output appended to LOG (- for
+# the console), its exit code reported on the console.
+run_step() {
+  local name="$1" secs log="$3" rc
+  secs=$(limit "$2"); shift 3
+  if [ "$secs" -eq 0 ]; then echo "== $name: skipped (budget spent)"; return; fi
+  echo "== $name (at most ${secs}s)"
+  if [ "$log" = "-" ]; then timeout "$secs" "$@"; else timeout "$secs" "$@" >> "$log" 2>&1; fi
+  rc=$?
+  echo "$name: exit code $rc (124 = stopped at ${secs}s)"
+}
+
+PYTEST_FLAGS="-rfE -v --tb=short --no-header -p no:cacheprovider"
 
 main() {
 start=$SECONDS
@@ -54,62 +75,56 @@ python3 -c "import fastgru, fastgru.kernels, fastgru.bench; print('fastgru', fas
 
 XDIST=""
 python3 -c "import xdist" 2>/dev/null && XDIST="-n ${GPU_CHECK_WORKERS:-8}"
-echo "== first: the hazards the interpreter hides (at most ${HAZARD_LIMIT}s; log in pytest.log)"
-timeout "$HAZARD_LIMIT" python3 -m pytest $XDIST tests/test_gpu_hazards.py -rfE -v --tb=short --no-header -p no:cacheprovider > "$OUT/pytest.log" 2>&1
-echo "pytest tests/test_gpu_hazards.py exit code $? (124 = stopped at ${HAZARD_LIMIT}s)"
-grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40
-tail -n 3 "$OUT/pytest.log"
 
-echo "== GRU GPU tests on CUDA (at most ${TEST_LIMIT}s; appended to pytest.log)"
-timeout "$TEST_LIMIT" python3 -m pytest $XDIST tests/test_gpu_gru.py -rfE -v --tb=short --no-header -p no:cacheprovider >> "$OUT/pytest.log" 2>&1
-echo "pytest tests/test_gpu_gru.py exit code $? (124 = stopped at ${TEST_LIMIT}s)"
-grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40
-tail -n 3 "$OUT/pytest.log"
+# 1. Correctness first (pytest.log: read it before any number).
+: > "$OUT/pytest.log"
+run_step "hazards the interpreter hides (pytest.log)" "${GPU_CHECK_HAZARD_S:-90}" "$OUT/pytest.log" \
+  python3 -m pytest $XDIST tests/test_gpu_hazards.py $PYTEST_FLAGS
+grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40; tail -n 3 "$OUT/pytest.log"
+run_step "GRU, dispatcher and CUDA-graph capture tests on CUDA (pytest.log)" "${GPU_CHECK_TEST_S:-150}" "$OUT/pytest.log" \
+  python3 -m pytest $XDIST tests/test_gpu_gru.py tests/test_gpu_dispatch.py tests/test_gpu_capture.py $PYTEST_FLAGS
+grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40; tail -n 3 "$OUT/pytest.log"
 
-echo "== the other GPU tests (at most ${ATTN_LIMIT}s; stops at the 8th failure so tracebacks print)"
-timeout "$ATTN_LIMIT" python3 -m pytest $XDIST -m gpu --ignore=tests/test_gpu_gru.py --ignore=tests/test_gpu_hazards.py --maxfail=8 -rfE -v --tb=short --no-header -p no:cacheprovider >> "$OUT/pytest.log" 2>&1
-echo "pytest -m gpu (others) exit code $? (124 = stopped at ${ATTN_LIMIT}s)"
-tail -n 3 "$OUT/pytest.log"
-
-echo "== grid-barrier floor (the persistent strategy's per-step minimum)"
-timeout 60 python3 -m bench.barrier_floor --out "$OUT" || echo "barrier_floor failed or timed out"
-
-echo "== strategy table (persistent and stepwise at every goal shape; rows only at H=256, where it can win)"
-timeout "$STRATEGY_LIMIT" python3 bench/strategy_table.py --out "$OUT" --strategies persistent,stepwise \
-  || echo "strategy table (persistent, stepwise) failed or timed out"
-timeout "$ROWS_LIMIT" python3 bench/strategy_table.py --out "$OUT" --strategies rows --hiddens 256 \
-  || echo "strategy table (rows) failed or timed out"
-
-if [ -z "${GPU_CHECK_SKIP_REST:-}" ]; then
-echo "== the rest of the suite on CUDA (at most ${REST_LIMIT}s; appended to pytest.log)"
-timeout "$REST_LIMIT" python3 -m pytest $XDIST -m "not gpu" --maxfail=8 -rfE -v --tb=short --no-header -p no:cacheprovider >> "$OUT/pytest.log" 2>&1
-echo "pytest -m 'not gpu' exit code $? (124 = stopped at ${REST_LIMIT}s)"
-tail -n 3 "$OUT/pytest.log"
-fi
-
+# 2. The goal table, both baselines (fastgru as dispatched first: the user's number).
+run_step "goal table: dispatched and persistent beside nn.GRU, eager and graphed" "${GPU_CHECK_STRATEGY_S:-150}" - \
+  python3 bench/strategy_table.py --out "$OUT" --strategies dispatched,persistent --dtypes bf16,fp32 --rep-ms 30
 if [ -z "${GPU_CHECK_SKIP_QUICK:-}" ]; then
-  echo "== quick sweep"
-  timeout 120 python3 -m bench --quick --out "$QUICK_DIR" --no-plots
+  run_step "quick sweep, every suite, eager and graphed" "${GPU_CHECK_QUICK_S:-120}" - \
+    python3 -m bench --quick --out "$QUICK_DIR" --no-plots
   quick_json=$(ls "$QUICK_DIR"/*/*.json 2>/dev/null | head -n 1)
-  if [ -n "$quick_json" ]; then
-    cp "$quick_json" "$OUT/quick.json"   # its table is in gpu_check.log
-  fi
+  [ -n "$quick_json" ] && cp "$quick_json" "$OUT/quick.json"   # its table is in gpu_check.log
 fi
 
-if [ -z "${GPU_CHECK_SKIP_FULL:-}" ]; then
-left=$(( BUDGET - (SECONDS - start) - 40 ))
-if [ "$left" -lt 30 ]; then left=30; fi
-echo "== full sweep (new cases start for ${left}s)"
-before=$(ls "$RESULTS"/*/*.json 2>/dev/null | sort)
-python3 -m bench --out "$RESULTS" --budget-s "$left" --no-plots
-full_json=$(comm -13 <(echo "$before") <(ls "$RESULTS"/*/*.json 2>/dev/null | sort) | head -n 1)
-if [ -n "$full_json" ]; then
-  stem="${full_json%.json}"
-  for f in "$full_json" "$stem.md"; do
-    [ -f "$f" ] && cp "$f" "$OUT/"
-  done
-  echo "full run: $full_json (commit it with its .md and .png files and $RESULTS/README.md)"
+# 3. Everything else, while the budget lasts.
+run_step "the other GPU tests (stops at the 8th failure; pytest.log)" "${GPU_CHECK_ATTN_S:-90}" "$OUT/pytest.log" \
+  python3 -m pytest $XDIST -m gpu --ignore=tests/test_gpu_gru.py --ignore=tests/test_gpu_hazards.py \
+    --ignore=tests/test_gpu_dispatch.py --ignore=tests/test_gpu_capture.py --maxfail=8 $PYTEST_FLAGS
+tail -n 3 "$OUT/pytest.log"
+run_step "grid-barrier floor" 60 - python3 -m bench.barrier_floor --out "$OUT"
+run_step "plan-table candidates: stepwise and rows at H=256" "${GPU_CHECK_ROWS_S:-90}" - \
+  python3 bench/strategy_table.py --out "$OUT" --strategies stepwise,rows --hiddens 256 --rep-ms 30
+if [ -z "${GPU_CHECK_SKIP_REST:-}" ]; then
+  run_step "the rest of the suite on CUDA (pytest.log)" "${GPU_CHECK_REST_S:-90}" "$OUT/pytest.log" \
+    python3 -m pytest $XDIST -m "not gpu" --maxfail=8 $PYTEST_FLAGS
+  tail -n 3 "$OUT/pytest.log"
 fi
+if [ -z "${GPU_CHECK_SKIP_FULL:-}" ]; then
+  left=$(( BUDGET - (SECONDS - start) - 40 ))
+  if [ "$left" -ge 30 ]; then
+    echo "== full sweep (new cases start for ${left}s)"
+    before=$(ls "$RESULTS"/*/*.json 2>/dev/null | sort)
+    timeout $(( left + 25 )) python3 -m bench --out "$RESULTS" --budget-s "$left" --no-plots
+    full_json=$(comm -13 <(echo "$before") <(ls "$RESULTS"/*/*.json 2>/dev/null | sort) | head -n 1)
+    if [ -n "$full_json" ]; then
+      stem="${full_json%.json}"
+      for f in "$full_json" "$stem.md"; do
+        [ -f "$f" ] && cp "$f" "$OUT/"
+      done
+      echo "full run: $full_json (commit it with its .md and .png files and $RESULTS/README.md)"
+    fi
+  else
+    echo "== full sweep: skipped (budget spent)"
+  fi
 fi
 echo "== done in $((SECONDS - start))s; files in $OUT:"
 ls -la "$OUT"
