@@ -36,7 +36,7 @@ def multi_block(monkeypatch):
     """Every GRU layer launch in the test runs `persistent` with BLOCK_H hidden units and BLOCK_B
     batch rows per program, built by the planner's own helper."""
 
-    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None):
+    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None, **kw):
         return planner._plan("persistent", B, H, BLOCK_B, BLOCK_H, planner._pow2(H), 4)
 
     monkeypatch.setattr(gru_layer, "plan_gru", plan_gru)

@@ -97,8 +97,8 @@ picks = []
 
 def recording(module, kind):
     real = module.plan_gru
-    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None):
-        plan = real(B, H, D, device, strategy, dtype, resources=resources)
+    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None, **kw):
+        plan = real(B, H, D, device, strategy, dtype, resources=resources, **kw)
         picks.append(dict(kind=kind, dtype=target.label["dtype"], B=B, H=H, D=D, plan=dataclasses.asdict(plan)))
         return plan
     module.plan_gru = plan_gru
