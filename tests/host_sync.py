@@ -1,5 +1,5 @@
 """A guard that fails loudly wherever a call would synchronise the host with the GPU, usable on
-the CPU: what a CUDA graph capture forbids (issue 26, item 3).
+the CPU: what a CUDA graph capture forbids.
 
 ``no_host_sync()`` is a context manager. Inside it:
 

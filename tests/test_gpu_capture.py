@@ -1,6 +1,6 @@
 """Every module captured in a CUDA graph, forward (inference) and forward + backward (training,
 static inputs), replayed and compared bitwise with an eager call of the same strategy on the
-same inputs (issue 26, item 3). GPU only; tests/test_host_sync.py checks the same call paths
+same inputs. GPU only; tests/test_host_sync.py checks the same call paths
 for host synchronisation on the CPU.
 
 A capture needs a warm-up first: the first call compiles (and, for attention, autotunes) the
@@ -106,6 +106,25 @@ def test_gru(strategy, dtype, mode):
     fresh = _training(gru, [x], call)() if mode == "training" else _inference(call)()
     for r, e in zip(_flat(static), _flat(fresh)):
         assert torch.equal(r, e), "a replay after new input values differs from eager on them"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gru_cudnn(mode):
+    """strategy='cudnn' (PyTorch's own operator, where the dispatcher's table sends a call):
+    inference bitwise; training within fp32's limit, cuDNN's RNN backward not being promised
+    bitwise repeatable."""
+    gru = fastgru.GRU(I, H, num_layers=2, strategy="cudnn", device=DEV)
+    x = torch.randn(T, N, I, device=DEV, requires_grad=mode == "training")
+    call = lambda: gru(x)  # noqa: E731
+    if mode == "inference":
+        _same_as_eager(_inference(call))
+        return
+    fn = _training(gru, [x], call)
+    graph, static = _capture(fn)
+    graph.replay()
+    torch.cuda.synchronize()
+    for r, e in zip(_flat(static), _flat(fn())):
+        torch.testing.assert_close(r, e, rtol=1e-5, atol=1e-6)
 
 
 def test_gru_make_graphed_callables():

@@ -1,4 +1,4 @@
-"""No call path of fastgru's modules synchronises the host (issue 26, item 3): what a CUDA graph
+"""No call path of fastgru's modules synchronises the host: what a CUDA graph
 capture needs. Every module runs forward and backward under tests/host_sync.py's guard, which
 fails on any host read of device data, any copy between host and device, and any host tensor
 handed to a kernel; the guard also makes fastgru believe a capture is in progress, so the value
