@@ -184,8 +184,8 @@ def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, n
                     module.load_state_dict(ref.state_dict())
                     if name == "dispatched":
                         with torch.set_grad_enabled(mode == "training"):
-                            row["explain"] = str(fastgru.explain(module, x.requires_grad_(mode == "training")))
-                        x = x.detach()
+                            probe = x.detach().requires_grad_(mode == "training")
+                            row["explain"] = str(fastgru.explain(module, probe))
                 step = _step(module, x, mode)
                 with _recorded_plans(num_warps, block_h) as plans:
                     out = step()  # raises ValueError where the strategy cannot hold the shape

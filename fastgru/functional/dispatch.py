@@ -38,6 +38,18 @@ class Explanation:
         return f"{where}, {self.mode}: {self.reason}{tiles}"
 
 
+def stack_directions(ws):
+    """One layer's weights for the layer kernels, both directions in one launch: (w_ih (D*3H, I),
+    w_hh (D, 3H, H), b_ih (D*3H,) or None, b_hh (D, 3H) or None) from its directions' tuples."""
+    one = len(ws) == 1
+    w_ih = ws[0][0] if one else torch.cat([w[0] for w in ws])
+    w_hh = torch.stack([w[1] for w in ws])
+    if ws[0][2] is None:
+        return w_ih, w_hh, None, None
+    b_ih = ws[0][2] if one else torch.cat([w[2] for w in ws])
+    return w_ih, w_hh, b_ih, torch.stack([w[3] for w in ws])
+
+
 def check_strategy(strategy) -> None:
     if strategy is not None and strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES} or None, got {strategy!r}")
@@ -126,13 +138,10 @@ def explain_gru(input, hx, weights, bidirectional, batch_first, training, length
     chosen, why = choose(input, hx, weights, bidirectional, batch_first, training, lengths, strategy, reset_after)
     if chosen == "cudnn":
         return Explanation(which, "cudnn", why, mode)
-    D = 2 if bidirectional else 1
-    w_ih = torch.cat([ws[0] for ws in weights[:D]])
-    w_hh = torch.stack([ws[1] for ws in weights[:D]])
-    b_hh = torch.stack([ws[3] for ws in weights[:D]]) if weights[0][3] is not None else None
+    w_ih, w_hh, _, b_hh = stack_directions(weights[: 2 if bidirectional else 1])
     plan, reason = gru_layer_forward_plan(input, w_ih, w_hh, b_hh, batch_first, mode == "training", chosen, reset_after)
     return Explanation(which, plan.strategy, reason, mode, plan)
 
 
 __all__ = ["Explanation", "KERNEL_STRATEGIES", "STRATEGIES", "check_strategy", "choose", "cudnn_refusal",
-           "explain_gru", "needs_grad", "packed_runs_pytorch"]
+           "explain_gru", "needs_grad", "packed_runs_pytorch", "stack_directions"]

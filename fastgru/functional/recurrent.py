@@ -7,6 +7,7 @@ for the same mistake, with a message naming the expected shape, dtype or device.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Sequence
 
@@ -19,7 +20,7 @@ from ..ops.gru_cell import gru_cell_op
 from ..ops.gru_layer import gru_layer_op
 from ..ops.guard import autocast_entry
 from .checks import check_lengths
-from .dispatch import check_strategy, choose
+from .dispatch import check_strategy, choose, stack_directions
 from .cpu_reset_before import gru_reset_before
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -123,12 +124,7 @@ def gru(
     lengths = lengths.to(device=input.device, dtype=torch.int64)
     layer_in, h_n = input, []
     for layer in range(num_layers):
-        ws = weights[layer * D : (layer + 1) * D]
-        w_ih = torch.cat([w[0] for w in ws]) if D == 2 else ws[0][0]
-        w_hh = torch.stack([w[1] for w in ws])
-        has_bias = ws[0][2] is not None
-        b_ih = (torch.cat([w[2] for w in ws]) if D == 2 else ws[0][2]) if has_bias else None
-        b_hh = torch.stack([w[3] for w in ws]) if has_bias else None
+        w_ih, w_hh, b_ih, b_hh = stack_directions(weights[layer * D : (layer + 1) * D])
         out, h = gru_layer_op(
             layer_in, hx[layer * D : (layer + 1) * D], w_ih, w_hh, b_ih, b_hh, lengths, batch_first, strategy, reset_after
         )
@@ -145,30 +141,41 @@ def _reference_gru(input, hx, weights, num_layers, bidirectional, batch_first, d
     return (out.transpose(0, 1) if batch_first else out), h_n
 
 
-def _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):
-    """PyTorch's own GRU operator: the CPU default, and the ``cudnn`` strategy on CUDA. Run on the
-    module's own (separate) parameters, which cuDNN copies into one flat buffer per call; its
-    warning that they are not one contiguous chunk is expected here and silenced."""
+def _flat_params(weights):
+    """nn.GRU's flat parameter list (w_ih, w_hh[, b_ih, b_hh] per layer and direction) and bias."""
     has_bias = weights[0][2] is not None
-    params = [w for ws in weights for w in (ws if has_bias else ws[:2])]
-    if input.is_cuda:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk of memory.*")
-            return _torch_gru_call(input, hx, params, has_bias, num_layers, bidirectional, batch_first, dropout,
-                                   training, lengths)
-    return _torch_gru_call(input, hx, params, has_bias, num_layers, bidirectional, batch_first, dropout, training,
-                           lengths)
+    return [w for ws in weights for w in (ws if has_bias else ws[:2])], has_bias
+
+
+@contextlib.contextmanager
+def _separate_weights_ok(on_cuda: bool):
+    """cuDNN copies separate (not flattened) parameters into its flat buffer at each call, and
+    warns that they are not one contiguous chunk; for the module's own parameters that is
+    expected (they are separate by design), so the warning is silenced for that call only."""
+    if not on_cuda:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk of memory.*")
+        yield
+
+
+def _torch_gru(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):
+    """PyTorch's own GRU operator: the CPU default, and the ``cudnn`` strategy on CUDA, on the
+    module's own parameters."""
+    params, has_bias = _flat_params(weights)
+    with _separate_weights_ok(input.is_cuda):
+        return _torch_gru_call(input, hx, params, has_bias, num_layers, bidirectional, batch_first, dropout, training,
+                               lengths)
 
 
 def pytorch_packed_gru(packed, hx, weights, num_layers, bidirectional, dropout, training):
     """PyTorch's own GRU operator on a PackedSequence's data, exactly as nn.GRU runs it (hx and
     h_n in the caller's batch order, permuted by the sequence's indices on the device)."""
-    has_bias = weights[0][2] is not None
-    params = [w for ws in weights for w in (ws if has_bias else ws[:2])]
+    params, has_bias = _flat_params(weights)
     if packed.sorted_indices is not None:
         hx = hx.index_select(1, packed.sorted_indices)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk of memory.*")
+    with _separate_weights_ok(packed.data.is_cuda):
         data, h_n = torch.gru(packed.data, packed.batch_sizes, hx, params, has_bias, num_layers, dropout, training,
                               bidirectional)
     if packed.unsorted_indices is not None:

@@ -134,7 +134,7 @@ def gru_layer_forward_plan(x, w_ih, w_hh, b_hh, batch_first, save, strategy=None
     gx_shape = (B, T, w_ih.shape[0]) if batch_first else (T, B, w_ih.shape[0])
     gx = torch.empty(gx_shape, dtype=x.dtype, device=x.device)
     lengths = torch.empty(B, dtype=torch.int64, device=x.device)
-    job = _forward_launches(gx, x, w_hh, None if b_hh is None else b_hh, lengths, batch_first, save, reset_after)[0]
+    job = _forward_launches(gx, x, w_hh, b_hh, lengths, batch_first, save, reset_after)[0]
     mode = "training" if save else "inference"
     return plan_with_reason(B, H, D, x.device, strategy, w_hh.dtype, lambda p: resources(*job(p)), mode, reset_after)
 
