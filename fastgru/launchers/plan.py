@@ -26,8 +26,9 @@ tensor-core minimums (tests/test_gru_gpu_tiles.py runs the GPU's tiles there exp
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Optional
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -58,6 +59,85 @@ MMA_MIN = 16
 PERSISTENT_DEFAULT_DTYPES = (torch.bfloat16, torch.float16)
 
 
+# The persistent kernel's step variants (PersistentVariant's switches, in name order).
+VARIANT_SWITCHES = ("prefetch", "split", "flags", "recompute")
+VARIANT_PRECISIONS = ("tf32", "tf32x3")
+
+
+@dataclass(frozen=True)
+class PersistentVariant:
+    """How the persistent kernel runs a step; the default is the kernel as it always ran.
+
+    prefetch   the input projection gx of step t+1 is loaded before step t's closing barrier, so
+               only the state exchange follows it;
+    split      the barrier is split into arrive and wait: a program arrives as soon as its new
+               state is stored, then writes the output and what backward saves (and, with
+               prefetch, loads the next gx), and only then waits for its peers;
+    flags      one arrival flag per program, polled by every peer, instead of one counter per
+               (batch block, direction) that every program increments;
+    recompute  reset_after=False only: one barrier a step instead of two, every program
+               recomputing the reset gate of all units (W_hr streamed from L2) rather than
+               waiting for its peers' r * h;
+    precision  fp32 only: the tensor-core precision of the recurrent matmul where the TF32 rule
+               allows TF32, "tf32" (plain) or "tf32x3" (the default: fp32-level error).
+
+    The backward kernel takes ``flags`` (its barrier); the other switches are the forward's.
+    ``name`` is the variant's one-string form ("base", "prefetch+split", "flags+tf32", ...), the
+    form the benchmarks and the measured table use; ``parse`` reads it back."""
+
+    prefetch: bool = False
+    split: bool = False
+    flags: bool = False
+    recompute: bool = False
+    precision: str | None = None
+
+    def __post_init__(self):
+        if self.precision not in (None, *VARIANT_PRECISIONS):
+            raise ValueError(f"precision must be one of {VARIANT_PRECISIONS} or None, got {self.precision!r}")
+
+    @property
+    def name(self) -> str:
+        parts = [s for s in VARIANT_SWITCHES if getattr(self, s)] + ([self.precision] if self.precision else [])
+        return "+".join(parts) or "base"
+
+    @classmethod
+    def parse(cls, name: str) -> "PersistentVariant":
+        """The variant named ``name`` ("base" or switches and at most one precision joined by "+")."""
+        if name == "base":
+            return cls()
+        kw: dict = {}
+        for part in name.split("+"):
+            if part in VARIANT_SWITCHES and part not in kw:
+                kw[part] = True
+            elif part in VARIANT_PRECISIONS and "precision" not in kw:
+                kw["precision"] = part
+            else:
+                raise ValueError(
+                    f"variant {name!r}: expected 'base' or a '+'-joined set of {VARIANT_SWITCHES} and at most one of "
+                    f"{VARIANT_PRECISIONS}, got part {part!r}")
+        return cls(**kw)
+
+    def check(self, dtype: torch.dtype, reset_after: bool) -> None:
+        """ValueError where this variant means nothing for the call: recompute with reset_after=True,
+        a precision for a dtype other than fp32."""
+        if self.recompute and reset_after:
+            raise ValueError("variant 'recompute' applies to reset_after=False only (reset_after=True has one barrier a step)")
+        if self.precision is not None and dtype != torch.float32:
+            raise ValueError(f"variant precision {self.precision!r} applies to float32 only, got {dtype}")
+
+    def forward_meta(self) -> dict:
+        """The forward kernel's constexprs for this variant."""
+        return {"PREFETCH_GX": self.prefetch, "SPLIT_BARRIER": self.split, "BARRIER_FLAGS": self.flags,
+                "RECOMPUTE_RESET": self.recompute}
+
+    def backward_meta(self) -> dict:
+        """The backward kernel's constexprs for this variant."""
+        return {"BARRIER_FLAGS": self.flags}
+
+
+BASE_VARIANT = PersistentVariant()
+
+
 @dataclass(frozen=True)
 class GRUPlan:
     strategy: str
@@ -68,6 +148,7 @@ class GRUPlan:
     hidden_blocks: int
     num_warps: int
     bwd_num_warps: int | None = None  # the backward kernel's, when it differs
+    variant: PersistentVariant = field(default=BASE_VARIANT)  # persistent only
 
     @property
     def backward_warps(self) -> int:
@@ -128,15 +209,68 @@ def resident_programs(res: Resources, device) -> int:
     return min(by_regs, by_smem, 2048 // threads, 32)
 
 
-def _persistent_plan(B, H, D, device, dtype, resources: Callable[[GRUPlan], Optional[Resources]]) -> GRUPlan | None:
+@dataclass(frozen=True)
+class PersistentChoice:
+    """What a persistent plan runs beyond its shape: the step variant, and where given the one
+    hidden block size and the forward's warp count to take (None: the candidates' order decides)."""
+
+    variant: PersistentVariant = BASE_VARIANT
+    block_h: int | None = None
+    num_warps: int | None = None
+
+    def __str__(self) -> str:
+        extra = [f"BLOCK_H={self.block_h}"] * (self.block_h is not None) + [f"{self.num_warps} warps"] * (
+            self.num_warps is not None)
+        return ", ".join([f"variant {self.variant.name}", *extra])
+
+    @classmethod
+    def of_entry(cls, entry: dict) -> "PersistentChoice":
+        """The choice a measured table entry names (its optional variant, block_h, num_warps)."""
+        return cls(PersistentVariant.parse(entry.get("variant", "base")), entry.get("block_h"), entry.get("num_warps"))
+
+
+DEFAULT_CHOICE = PersistentChoice()
+_forced_choice: PersistentChoice | None = None
+
+
+@contextmanager
+def persistent_choice(variant: PersistentVariant | str = BASE_VARIANT, block_h: int | None = None,
+                      num_warps: int | None = None) -> Iterator[PersistentChoice]:
+    """Benchmarks and tests: every persistent plan made inside the block runs ``variant`` (a
+    PersistentVariant or its name) and, where given, only hidden block ``block_h`` and
+    ``num_warps`` forward warps, whatever the measured table says. Process-wide (plans are made
+    on the calling thread); the previous choice is restored on exit."""
+    global _forced_choice
+    if isinstance(variant, str):
+        variant = PersistentVariant.parse(variant)
+    if block_h is not None and block_h not in PERSISTENT_BLOCK_H:
+        raise ValueError(f"block_h must be one of {PERSISTENT_BLOCK_H}, got {block_h!r}")
+    if num_warps is not None and num_warps not in (4, 8):
+        raise ValueError(f"num_warps must be 4 or 8, got {num_warps!r}")
+    before, _forced_choice = _forced_choice, PersistentChoice(variant, block_h, num_warps)
+    try:
+        yield _forced_choice
+    finally:
+        _forced_choice = before
+
+
+def _persistent_plan(B, H, D, device, dtype, resources: Callable[[GRUPlan], Optional[Resources]],
+                     choice: PersistentChoice | None = None) -> GRUPlan | None:
     """The first candidate whose compiled kernel (``resources`` compiles it) runs without spills
     and whose whole grid is co-resident, as the grid barrier needs; None when none is. A
     candidate whose weight tiles alone exceed one block's shared memory (where the compiler
-    stages them) is passed over without compiling."""
+    stages them) is passed over without compiling. ``choice`` (a forced one first: see
+    persistent_choice) sets the variant and may narrow the candidates to one block and warp count."""
+    choice = _forced_choice or choice or DEFAULT_CHOICE
     sms = backend.sm_count(device)
     smem_per_block = backend.sm_limits(device)[2]
     weight_bytes = torch.finfo(dtype).bits // 8
     for plan in persistent_candidates(B, H, D):
+        if choice.block_h is not None and plan.block_h != choice.block_h:
+            continue
+        if choice.num_warps is not None and plan.num_warps != choice.num_warps:
+            continue
+        plan = replace(plan, variant=choice.variant)
         if plan.programs * D > sms * 32 or 3 * plan.block_h * plan.block_k * weight_bytes > smem_per_block:
             continue
         res = resources(plan)
@@ -220,18 +354,19 @@ def table_choice(B: int, H: int, D: int, device, dtype, mode: str = "inference",
     return plan_table.lookup(plan_table.key_for(device, dtype, mode, reset_after, D, H, B))
 
 
-def _rule(B, H, D, device, dtype, strategy, resources, why="") -> tuple[GRUPlan, str]:
+def _rule(B, H, D, device, dtype, strategy, resources, why="", choice=None) -> tuple[GRUPlan, str]:
     """Today's rules (where the table has no entry, or its choice cannot run here)."""
     wants_persistent = strategy == "persistent" or (
         strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES and not was_refused(B, H, D, device, dtype))
     if wants_persistent and resources is not None:
-        plan = _persistent_plan(B, H, D, device, dtype, resources)
+        plan = _persistent_plan(B, H, D, device, dtype, resources, choice)
         if plan is not None:
             return plan, why + ("forced" if strategy else "rule: bf16/fp16 run persistent where a plan fits")
     if strategy == "persistent":
         raise ValueError(
             f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {backend.sm_count(device)} SMs: "
             "no hidden block size compiles without spills with its whole grid co-resident"
+            + (f" ({_forced_choice})" if _forced_choice else "")
         )
     if strategy is None:
         # rows keeps everything in one launch but uses only batch_blocks * D programs; when that
@@ -255,6 +390,8 @@ def plan_with_reason(
     """plan_gru, and why: "forced", the table entry taken, or the rule applied."""
     if strategy is not None and strategy not in KERNEL_STRATEGIES:
         raise ValueError(f"strategy must be one of {KERNEL_STRATEGIES} or None here, got {strategy!r}")
+    if _forced_choice is not None:
+        _forced_choice.variant.check(dtype, reset_after)
     if not backend.on_gpu(device):
         block_b = min(_pow2(max(B, 1)), 16)
         block_h = min(_pow2(H), 64)
@@ -264,7 +401,8 @@ def plan_with_reason(
                     f"strategy='persistent' under the interpreter needs one hidden block (H <= {block_h}), got H={H}: "
                     "its grid barrier would wait on programs the interpreter runs later"
                 )
-            return _plan("persistent", B, H, block_b, block_h, _pow2(H), 4), "forced"
+            variant = (_forced_choice or DEFAULT_CHOICE).variant
+            return replace(_plan("persistent", B, H, block_b, block_h, _pow2(H), 4), variant=variant), "forced"
         return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4), (
             "forced" if strategy else "interpreter: rows, one tile over all of H")
     if strategy is not None:
@@ -274,7 +412,7 @@ def plan_with_reason(
         return _rule(B, H, D, device, dtype, None, resources)
     chosen, why = entry["strategy"], plan_table.describe(entry)
     if chosen == "persistent" and resources is not None and not was_refused(B, H, D, device, dtype):
-        plan = _persistent_plan(B, H, D, device, dtype, resources)
+        plan = _persistent_plan(B, H, D, device, dtype, resources, PersistentChoice.of_entry(entry))
         if plan is not None:
             return plan, why
     elif chosen in ("rows", "stepwise"):
