@@ -5,8 +5,10 @@
 hand. Each entry covers an inclusive range of hidden sizes ``h`` and batch sizes ``b`` for one
 (arch, dtype, TF32 flag, mode, formulation, directions) and names the strategy that won there:
 ``rows``, ``stepwise``, ``persistent`` or ``cudnn`` (PyTorch's own GRU operator, where no fastgru
-kernel beat it by the table's margin). A shape outside every entry has no entry: the
-dispatcher's rules decide it (launchers/plan.py).
+kernel beat it by the table's margin). A ``persistent`` entry may also name the kernel's step
+variant (``variant``, PersistentVariant's name), its hidden block (``block_h``) and forward warp
+count (``num_warps``) that won; absent, the base kernel and the candidates' own order. A shape
+outside every entry has no entry: the dispatcher's rules decide it (launchers/plan.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .. import backend
 TABLE_PATH = Path(__file__).with_name("plan_table.json")
 TABLE_STRATEGIES = ("rows", "stepwise", "persistent", "cudnn")
 _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+_DTYPE_TORCH = {name: dtype for dtype, name in _DTYPE_NAMES.items()}
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,30 @@ def load(path: str | None = None) -> dict:
     for e in doc["entries"]:
         if e["strategy"] not in TABLE_STRATEGIES:
             raise RuntimeError(f"fastgru: {p} names an unknown strategy {e['strategy']!r}")
+        _check_persistent_fields(p, e)
     return doc
+
+
+def _check_persistent_fields(path: Path, e: dict) -> None:
+    """An entry's variant, block_h and num_warps: only on persistent entries, each one the kernel
+    can run (a table from a newer fastgru is refused with a RuntimeError, never half read)."""
+    from .plan import PersistentChoice
+
+    fields = {k: e[k] for k in ("variant", "block_h", "num_warps") if k in e}
+    if not fields:
+        return
+    if e["strategy"] != "persistent":
+        raise RuntimeError(f"fastgru: {path} gives {sorted(fields)} to a {e['strategy']!r} entry (persistent only)")
+    try:
+        choice = PersistentChoice.of_entry(e)
+        choice.variant.check(_DTYPE_TORCH[e["dtype"]], e["reset_after"])
+    except ValueError as exc:
+        raise RuntimeError(f"fastgru: {path} names a persistent choice this version cannot run: {exc}") from exc
+    from .plan import PERSISTENT_BLOCK_H
+
+    if choice.block_h not in (None, *PERSISTENT_BLOCK_H) or choice.num_warps not in (None, 4, 8):
+        raise RuntimeError(f"fastgru: {path} names block_h={choice.block_h!r}, num_warps={choice.num_warps!r}: "
+                           f"expected one of {PERSISTENT_BLOCK_H} and 4 or 8")
 
 
 def device_arch(device) -> str | None:
@@ -106,6 +132,10 @@ def describe(entry: dict) -> str:
     best = ratios.get(entry["strategy"]) if entry["strategy"] != "cudnn" else max(ratios.values(), default=None)
     what = (f"{best:.2f}x vs nn.GRU" if entry["strategy"] != "cudnn" else
             f"no fastgru strategy beat nn.GRU by the margin (best {best:.2f}x)") if best is not None else "no ratio"
+    from .plan import PersistentChoice
+
+    named = any(k in entry for k in ("variant", "block_h", "num_warps"))
+    choice = f" [{PersistentChoice.of_entry(entry)}]" if named else ""
     return (f"table entry H {entry['h'][0]}-{entry['h'][1]}, B {entry['b'][0]}-{entry['b'][1]} -> "
-            f"{entry['strategy']} (measured at H={m.get('H')}, B={m.get('B')} on {m.get('device')}: {what}, "
+            f"{entry['strategy']}{choice} (measured at H={m.get('H')}, B={m.get('B')} on {m.get('device')}: {what}, "
             f"nn.GRU {m.get('baseline', 'eager')})")
