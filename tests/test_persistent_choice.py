@@ -152,3 +152,12 @@ def test_the_shipped_table_reads_with_its_choices():
     for e in plan_table.load()["entries"]:
         if e["strategy"] == "persistent":
             assert isinstance(PersistentChoice.of_entry(e), PersistentChoice)
+
+
+def test_explain_names_the_persistent_variant_and_warps(h100):
+    from fastgru.functional.dispatch import Explanation
+
+    with persistent_choice("prefetch+flags", block_h=32):
+        plan = planner.plan_gru(8, 512, 1, "cuda", "persistent", torch.bfloat16, resources=fits)
+    line = str(Explanation("triton", "persistent", "forced", "inference", plan))
+    assert line.endswith("BLOCK_H=32 K=512, 16 programs per direction, 4 warps, variant prefetch+flags")

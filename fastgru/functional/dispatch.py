@@ -35,6 +35,8 @@ class Explanation:
         if self.plan is not None:
             p = self.plan
             tiles = f"; tiles BLOCK_B={p.block_b} BLOCK_H={p.block_h} K={p.block_k}, {p.programs} program{'s' if p.programs != 1 else ''} per direction"
+            if p.strategy == "persistent":
+                tiles += f", {p.num_warps} warps, variant {p.variant.name}"
         return f"{where}, {self.mode}: {self.reason}{tiles}"
 
 
