@@ -1,6 +1,7 @@
 """Helpers shared by the GRU kernels: the rows of a batch block at a step, the MMA step with
-its operand dtypes, and the grid barrier of the persistent strategy (activations:
-activations.py)."""
+its operand dtypes, and the grid barriers of the persistent strategy: one counter per group of
+programs (grid_barrier), or an arrive / wait pair over a counter or one flag per program
+(barrier_arrive, barrier_wait) (activations: activations.py)."""
 
 import triton
 import triton.language as tl
@@ -60,15 +61,56 @@ def state_matmul(p_a, m_b, p_w, stride_wk, m_n, K, acc, MMA_LOWP: tl.constexpr, 
 
 
 @triton.jit
+def _counter_wait(p_count, target):
+    """Spin (acquire, gpu scope) until the counter at ``p_count`` reaches ``target``."""
+    count = tl.atomic_add(p_count, 0, sem="acquire", scope="gpu")
+    while count < target:
+        count = tl.atomic_add(p_count, 0, sem="acquire", scope="gpu")
+
+
+@triton.jit
+def barrier_arrive(p_group, i_n, phase, FLAGS: tl.constexpr):
+    """This program's arrival at ``phase`` (1, 2, 3, ...: monotonic) of the barrier whose group
+    memory starts at ``p_group``, after a block barrier (every thread's prior writes are the
+    program's). FLAGS=False: one release-add to the group's counter at p_group (every peer adds
+    to the same word). FLAGS=True: a release-store of ``phase`` into this program's own flag
+    p_group + i_n (no two programs write the same word; the store is an exchange because Triton's
+    plain store has no release form)."""
+    tl.debug_barrier()
+    if FLAGS:
+        tl.atomic_xchg(p_group + i_n, phase, sem="release", scope="gpu")
+    else:
+        tl.atomic_add(p_group, 1, sem="release", scope="gpu")
+
+
+@triton.jit
+def barrier_wait(p_group, n_peers, phase, FLAGS: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Wait (acquire spin, gpu scope) until every one of the group's ``n_peers`` programs has
+    arrived at ``phase``, then a block barrier: what they wrote before arriving is visible to
+    every thread of this program. FLAGS=False: the counter at p_group reaches phase * n_peers.
+    FLAGS=True: every flag p_group[0:n_peers] holds phase or more, polled together as one vector
+    (BLOCK_P: n_peers padded to a power of two). A flag is never more than one phase ahead of a
+    waiter's, and phases only grow, so ">=" is exact."""
+    if FLAGS:
+        o_p = tl.arange(0, BLOCK_P)
+        m_p = o_p < n_peers
+        # The loop carries the scalar least flag, not the polled vector: Triton 3.6 fails to
+        # compile a while loop that carries a tensor here (RemoveLayoutConversions).
+        least = tl.min(tl.where(m_p, tl.atomic_add(p_group + o_p, 0, mask=m_p, sem="acquire", scope="gpu"), phase), 0)
+        while least < phase:
+            least = tl.min(tl.where(m_p, tl.atomic_add(p_group + o_p, 0, mask=m_p, sem="acquire", scope="gpu"), phase), 0)
+    else:
+        _counter_wait(p_group, phase * n_peers)
+    tl.debug_barrier()
+
+
+@triton.jit
 def grid_barrier(p_count, target):
     """Wait until ``target`` arrivals have been counted at ``p_count`` (a monotonic int32 counter
     shared by the programs that must meet), after adding this program's own arrival.
     Block barrier, release-add, acquire-spin, block barrier: all of this program's prior writes
     are visible to every program that passes the barrier. Every participating program must be
     resident at once (cooperative launch), or this deadlocks."""
-    tl.debug_barrier()
-    tl.atomic_add(p_count, 1, sem="release", scope="gpu")
-    count = tl.atomic_add(p_count, 0, sem="acquire", scope="gpu")
-    while count < target:
-        count = tl.atomic_add(p_count, 0, sem="acquire", scope="gpu")
+    barrier_arrive(p_count, 0, 0, False)
+    _counter_wait(p_count, target)
     tl.debug_barrier()

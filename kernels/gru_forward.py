@@ -92,6 +92,17 @@ def _fwd_reset_block(
 
 
 @triton.jit
+def fwd_gx(gx_ptr, o_b, t, o_n, m_live, i_d, H, stride_gx_t, stride_gx_b):
+    """The input projections x_r, x_z, x_n of a tile (rows o_b at time indices t, units o_n:
+    step_tile's), in gx's dtype, zero where a row has stopped (at a step past the end every row
+    has, so a prefetch one step too far reads nothing)."""
+    p_gx = gx_ptr + t[:, None] * stride_gx_t + o_b[:, None] * stride_gx_b + i_d * 3 * H + o_n[None, :]
+    x_z = tl.load(p_gx + H, mask=m_live, other=0.0)
+    x_n = tl.load(p_gx + 2 * H, mask=m_live, other=0.0)
+    return tl.load(p_gx, mask=m_live, other=0.0), x_z, x_n
+
+
+@triton.jit
 def fwd_reset_finish(
     acc_r, gx_ptr, lengths_ptr, hbuf_ptr, gates_ptr, i_b, i_n, i_d, s, cur, T, B, H, D,
     stride_gx_t, stride_gx_b, SAVE: tl.constexpr, FAST: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -101,20 +112,41 @@ def fwd_reset_finish(
     padded positions). Shared by every strategy. FAST: the activations' compiled approximations
     (callers pass MMA_LOWP: bf16/fp16, whose contract affords them)."""
     o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
-    acc_dtype = hbuf_ptr.dtype.element_ty
     p_gx = gx_ptr + t[:, None] * stride_gx_t + o_b[:, None] * stride_gx_b + i_d * 3 * H + o_n[None, :]
-    r = sigmoid(tl.load(p_gx, mask=m_live, other=0.0).to(acc_dtype) + acc_r, FAST)
-    h_old = tl.load(hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :], mask=m_tile, other=0.0)
-    rh = r * h_old
-    tl.store(hbuf_ptr + ((2 * D + i_d) * B + o_b[:, None]) * H + o_n[None, :], rh, mask=m_tile)
+    r, rh = fwd_reset_state(acc_r, tl.load(p_gx, mask=m_live, other=0.0), hbuf_ptr, o_b, o_n, m_tile, i_d, cur,
+                            B, H, D, FAST)
     if SAVE:
-        m_pad = m_tile & ~live[:, None]
-        row = (i_d * T + t[:, None]) * B + o_b[:, None]
-        pad_row = (i_d * T + s) * B + o_b[:, None]
-        for g in tl.static_range(0, 4, 3):
-            val = r if g == 0 else rh
-            tl.store(gates_ptr + row * 4 * H + g * H + o_n[None, :], val, mask=m_live)
-            tl.store(gates_ptr + pad_row * 4 * H + g * H + o_n[None, :], tl.zeros_like(val), mask=m_pad)
+        fwd_reset_save(r, rh, gates_ptr, o_b, live, t, o_n, m_tile, m_live, i_d, s, T, B, H)
+
+
+@triton.jit
+def fwd_reset_state(acc_r, x_r, hbuf_ptr, o_b, o_n, m_tile, i_d, cur, B, H, D, FAST: tl.constexpr):
+    """The state part of fwd_reset_finish, given the tile's x_r and step_tile's o_b, o_n, m_tile:
+    r and r * h_{t-1} (fwd_reset_gate), the latter into hbuf slot 2. Returns (r, r * h)."""
+    h_old = tl.load(hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :], mask=m_tile, other=0.0)
+    r, rh = fwd_reset_gate(acc_r, x_r, h_old, FAST)
+    tl.store(hbuf_ptr + ((2 * D + i_d) * B + o_b[:, None]) * H + o_n[None, :], rh, mask=m_tile)
+    return r, rh
+
+
+@triton.jit
+def fwd_reset_gate(acc_r, x_r, h_old, FAST: tl.constexpr):
+    """r = sigmoid(x_r + W_hr h_{t-1}) and r * h_{t-1}, in h_old's (the accumulator's) dtype."""
+    r = sigmoid(x_r.to(h_old.dtype) + acc_r, FAST)
+    return r, r * h_old
+
+
+@triton.jit
+def fwd_reset_save(r, rh, gates_ptr, o_b, live, t, o_n, m_tile, m_live, i_d, s, T, B, H):
+    """r and r * h_{t-1} of a tile (step_tile's) into the gates' slots 0 and 3, zero at padded
+    positions."""
+    m_pad = m_tile & ~live[:, None]
+    row = (i_d * T + t[:, None]) * B + o_b[:, None]
+    pad_row = (i_d * T + s) * B + o_b[:, None]
+    for g in tl.static_range(0, 4, 3):
+        val = r if g == 0 else rh
+        tl.store(gates_ptr + row * 4 * H + g * H + o_n[None, :], val, mask=m_live)
+        tl.store(gates_ptr + pad_row * 4 * H + g * H + o_n[None, :], tl.zeros_like(val), mask=m_pad)
 
 
 @triton.jit
@@ -127,28 +159,53 @@ def fwd_finish(
     """Given the tile's hidden-side pre-activations W_h{r,z,n} h_{t-1}: the gate math, h_t into
     the carried state, the output, and (SAVE) what backward needs. Shared by every strategy.
     FAST as in fwd_reset_finish.
-    RESET_AFTER=False: acc_r is unused (r came from the reset phase) and acc_n is W_hn (r * h)."""
+    RESET_AFTER=False: acc_r is unused (r came from the reset phase) and acc_n is W_hn (r * h).
+    Three parts, which the persistent kernel also calls apart: fwd_gx (gx's loads), fwd_state
+    (the gates and h_t into hbuf: what the next step waits for) and fwd_outputs (the output and
+    what backward saves: what nothing in the recurrence waits for)."""
     o_b, live, t, o_n, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, H, BLOCK_B, BLOCK_H, i_d == 1)
+    x_r, x_z, x_n = fwd_gx(gx_ptr, o_b, t, o_n, m_live, i_d, H, stride_gx_t, stride_gx_b)
+    r, z, n, hn, h_old, h_new = fwd_state(acc_r, acc_z, acc_n, x_r, x_z, x_n, bhn_ptr, hbuf_ptr,
+                                          o_b, o_n, m_tile, m_live, i_d, cur, B, H, D, HAS_BHN, RESET_AFTER, FAST)
+    fwd_outputs(r, z, n, hn, h_old, h_new, out_ptr, hprev_ptr, gates_ptr, o_b, live, t, o_n, m_tile, m_live,
+                i_d, s, T, B, H, stride_out_t, stride_out_b, SAVE, RESET_AFTER)
+
+
+@triton.jit
+def fwd_state(
+    acc_r, acc_z, acc_n, x_r, x_z, x_n, bhn_ptr, hbuf_ptr, o_b, o_n, m_tile, m_live, i_d, cur, B, H, D,
+    HAS_BHN: tl.constexpr, RESET_AFTER: tl.constexpr, FAST: tl.constexpr,
+):
+    """The state part of fwd_finish, given the tile's gx (fwd_gx) and step_tile's offsets and
+    masks: the gates, and h_t into hbuf slot 1 - cur (rows that have stopped carry h_{t-1}).
+    Returns r, z, n, acc_n + b_hn (RESET_AFTER=False: W_hn (r * h)), h_{t-1} and h_t, what
+    fwd_outputs stores. RESET_AFTER=False: x_r and acc_r are unused."""
     acc_dtype = hbuf_ptr.dtype.element_ty
     if HAS_BHN:
         acc_n += tl.load(bhn_ptr + i_d * H + o_n, mask=o_n < H, other=0.0).to(acc_dtype)[None, :]
-
-    p_gx = gx_ptr + t[:, None] * stride_gx_t + o_b[:, None] * stride_gx_b + i_d * 3 * H + o_n[None, :]
-    x_z = tl.load(p_gx + H, mask=m_live, other=0.0).to(acc_dtype)
-    x_n = tl.load(p_gx + 2 * H, mask=m_live, other=0.0).to(acc_dtype)
-    z = sigmoid(x_z + acc_z, FAST)
+    z = sigmoid(x_z.to(acc_dtype) + acc_z, FAST)
     if RESET_AFTER:
-        r = sigmoid(tl.load(p_gx, mask=m_live, other=0.0).to(acc_dtype) + acc_r, FAST)
-        n = tanh(x_n + r * acc_n, FAST)
+        r = sigmoid(x_r.to(acc_dtype) + acc_r, FAST)
+        n = tanh(x_n.to(acc_dtype) + r * acc_n, FAST)
     else:
         r = acc_r  # unused: gates' r was saved by the reset phase
-        n = tanh(x_n + acc_n, FAST)
+        n = tanh(x_n.to(acc_dtype) + acc_n, FAST)
     p_hcur = hbuf_ptr + ((cur * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
     p_hnext = hbuf_ptr + (((1 - cur) * D + i_d) * B + o_b[:, None]) * H + o_n[None, :]
     h_old = tl.load(p_hcur, mask=m_tile, other=0.0)
     h_new = (1.0 - z) * n + z * h_old
     tl.store(p_hnext, tl.where(m_live, h_new, h_old), mask=m_tile)
+    return r, z, n, acc_n, h_old, h_new
 
+
+@triton.jit
+def fwd_outputs(
+    r, z, n, hn, h_old, h_new, out_ptr, hprev_ptr, gates_ptr, o_b, live, t, o_n, m_tile, m_live,
+    i_d, s, T, B, H, stride_out_t, stride_out_b, SAVE: tl.constexpr, RESET_AFTER: tl.constexpr,
+):
+    """The outputs part of fwd_finish, given fwd_state's results and step_tile's offsets and
+    masks: h_t into out, and (SAVE) h_{t-1} into hprev and the gates into gates. Nothing in the
+    recurrence reads them."""
     # Output: h_t at the row's time index while it runs, zero at padded positions (t = s there).
     p_out = out_ptr + o_b[:, None] * stride_out_b + i_d * H + o_n[None, :]
     tl.store(p_out + t[:, None] * stride_out_t, h_new.to(out_ptr.dtype.element_ty), mask=m_live)
@@ -165,7 +222,7 @@ def fwd_finish(
         p_g_pad = gates_ptr + pad_row * 4 * H + o_n[None, :]
         # RESET_AFTER=False: slots 0 and 3 (r, r * h) were written by the reset phase.
         for g in tl.static_range(0 if RESET_AFTER else 1, 4 if RESET_AFTER else 3):
-            val = r if g == 0 else (z if g == 1 else (n if g == 2 else acc_n))
+            val = r if g == 0 else (z if g == 1 else (n if g == 2 else hn))
             tl.store(p_g + g * H, val, mask=m_live)
             tl.store(p_g_pad + g * H, tl.zeros_like(val), mask=m_pad)  # every element defined
 

@@ -23,7 +23,7 @@ from .. import backend
 from ..ops.guard import tf32_allowed
 from .launch import launch, resources
 from .loader import kernels
-from .plan import persistent_refused, plan_gru, plan_with_reason
+from .plan import GRUPlan, _pow2, persistent_refused, plan_gru, plan_with_reason
 
 _LOWP = (torch.float16, torch.bfloat16)
 
@@ -47,6 +47,31 @@ def _layer_dot_options(w_hh: torch.Tensor) -> dict:
     3xTF32 ("tf32x3": tensor cores, fp32-level error) rather than plain TF32, which would be
     1000x worse than nn.GRU wherever cuDNN stayed in fp32."""
     return dot_options(w_hh, "cudnn", "tf32x3")
+
+
+def _persistent_launch(plan: GRUPlan, w_hh: torch.Tensor, dot: dict, variant_meta: dict, device):
+    """What a persistent launch adds to its kernel's meta and arguments for ``plan``'s variant:
+    (meta, barrier buffer). The variant's constexprs (``variant_meta``: its forward_meta() or
+    backward_meta()) and BLOCK_P (the hidden blocks padded to a power of two, the flags' poll;
+    1 for the counter, which never reads it); its precision where the TF32 rule allows TF32 for
+    the call, a ValueError where it does not (a variant is never ignored silently). The barrier
+    memory, zeroed by the launch that uses it (graph-safe): one int32 counter per (direction,
+    batch block), or BARRIER_FLAGS one flag per program, (D, batch blocks, hidden blocks)."""
+    D = w_hh.shape[0]
+    meta = dict(dot, **variant_meta)
+    precision = plan.variant.precision
+    if precision is not None:
+        if w_hh.dtype != torch.float32:
+            raise ValueError(f"persistent variant {plan.variant.name!r}: precision {precision!r} applies to float32 only, "
+                             f"got {w_hh.dtype}")
+        if dot["DOT_PRECISION"] == "ieee":
+            raise ValueError(f"persistent variant {plan.variant.name!r}: precision {precision!r} needs TF32, which the "
+                             "TF32 rule does not allow for this call (torch.backends.cudnn.allow_tf32 off, or not on a GPU)")
+        meta["DOT_PRECISION"] = precision
+    flags = bool(meta.get("BARRIER_FLAGS"))
+    meta["BLOCK_P"] = _pow2(plan.hidden_blocks) if flags else 1
+    size = plan.batch_blocks * D * (plan.hidden_blocks if flags else 1)
+    return meta, torch.zeros(size, dtype=torch.int32, device=device)
 
 
 def _time_batch_strides(t: torch.Tensor, batch_first: bool):
@@ -107,14 +132,15 @@ def _forward_launches(gx, x, w_hh, b_hh, lengths, batch_first, save, reset_after
 
     def job(plan, s=0):
         """The launch (kernel, grid, args, meta) of ``plan``; stepwise: its step ``s``. The
-        persistent barrier's counters are allocated (zeroed) here, with the launch."""
+        persistent barrier's memory is allocated (zeroed) here, with the launch, and its meta
+        takes the plan's variant (_persistent_launch)."""
         m = dict(meta, **plan.blocks(), num_warps=plan.num_warps)
         if plan.strategy == "rows":
             return fwd.gru_fwd_rows_kernel, (plan.batch_blocks, D), [*args, *sizes], m
         if plan.strategy == "persistent":
-            counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+            variant, barrier = _persistent_launch(plan, w_hh, dot, plan.variant.forward_meta(), x.device)
             return (persistent.gru_fwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
-                    [*args, counters, *sizes], dict(m, launch_cooperative_grid=True))
+                    [*args, barrier, *sizes], dict(m, **variant, launch_cooperative_grid=True))
         return fwd.gru_fwd_step_kernel, (plan.batch_blocks, plan.hidden_blocks, D), [*args, s, *sizes], m
 
     def reset_phase(plan, s):
@@ -196,10 +222,10 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
             return (bwd.gru_bwd_rows_kernel, (plan.batch_blocks, D), [dout, w_hh, *state, *sizes],
                     dict(num_warps=plan.num_warps, **dot, **blocks))
         if plan.strategy == "persistent":
-            counters = torch.zeros(plan.batch_blocks * D, dtype=torch.int32, device=x.device)
+            variant, barrier = _persistent_launch(plan, w_hh, dot, plan.variant.backward_meta(), x.device)
             return (persistent.gru_bwd_persistent_kernel, (plan.hidden_blocks, plan.batch_blocks, D),
-                    [dout, w_hh, *state, counters, *sizes],
-                    dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **dot, **blocks))
+                    [dout, w_hh, *state, barrier, *sizes],
+                    dict(num_warps=plan.backward_warps, launch_cooperative_grid=True, **variant, **blocks))
         s, cur = T - 1 - step, step % 2
         return (bwd.gru_bwd_carry_kernel, (plan.batch_blocks, plan.hidden_blocks, D),
                 [dout, w_hh, lengths, dbuf, gates, dgh, s, cur, T, B, H, D, *d_strides],
