@@ -6,18 +6,29 @@
 # inside a 540-s call):
 #   1. correctness first: the GPU tests of the hazards the interpreter hides
 #      (tests/test_gpu_hazards.py), then the GRU, dispatcher and CUDA-graph capture tests;
-#   2. the goal table: bench/strategy_table.py with fastgru as dispatched and persistent beside
-#      nn.GRU, each timed eager and CUDA-graphed, at T = 512, H 256/512/1024, B 1/8/32/128, bf16
-#      then fp32 (bench/NOTES.md has the predictions), and the quick sweep (every suite's quick
-#      cases, eager and graphed: the GRUCell, attention and decoder goal rows);
-#   3. the other GPU tests, the grid-barrier floor, stepwise and rows for the plan table, the
-#      rest of the suite on CUDA, and the full sweep with what is left.
+#   2. the persistent kernel's variants (issue 27): bench/strategy_table.py --variants goal, every
+#      step variant, hidden block and warp count beside nn.GRU (eager and graphed) at T = 512
+#      (bench/variants.py has the matrix; `--dry-run` lists it with its expected duration);
+#   3. the grid-barrier floor, each barrier form alone (bench/barrier_floor.py);
+#   4. the goal table, shrunk to fastgru as dispatched beside nn.GRU, bf16, B 1/8/64 (the
+#      persistent strategy's own rows are step 2's);
+#   5. with what is left: the quick sweep (every suite's quick cases: the GRUCell, attention and
+#      decoder goal rows), the other GPU tests, the rest of the suite on CUDA, the full sweep.
+# Step limits (seconds; each also capped by what is left of the budget less a 15-s reserve):
+#   machine + install ~15 | hazards 60 | GRU/dispatch/capture tests 90 | variants 225 (its own
+#   --budget-s 210: no row starts past its expected end; dry-run estimate 189) | barrier floor 30 |
+#   goal table 45 | = 465 = 480 - 15; the quick sweep, other GPU tests, the rest of the suite and
+#   the full sweep run only on what earlier steps left unused (a test step that ends early).
+# Dropped to make room: the stepwise/rows plan-table step (both measured on 2026-11-23, neither
+# won a shape; bench/results/nvidia-h100-80gb-hbm3/strategies/) and the goal table's fp32 and
+# persistent rows (fp32 goes to cuDNN in the table; persistent is timed in step 2).
 # pytest uses pytest-xdist when present and prints one line per test, so a run cut short still
 # shows what passed. GPU_CHECK_SKIP_REST / _QUICK / _FULL leave out the non-GPU tests, the quick
 # or the full sweep. At most 8 files, flat, land in $OUT:
-#   gpu_check.log  pytest.log  strategies-dispatched-persistent.json  strategies-stepwise-rows.json
-#   quick.json  barrier_floor.json  <full>.json  <full>.md     (plots: from the JSON, bench/plots.py)
-# The full sweep stops starting new cases when its share of the budget is spent, and its JSON says so.
+#   gpu_check.log  pytest.log  strategies-variants-goal.json  strategies-dispatched.json
+#   barrier_floor.json  quick.json  <full>.json  <full>.md     (plots: from the JSON, bench/plots.py)
+# The variant run and the full sweep stop starting new rows when their budget is spent, and their
+# JSON says so.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/fastgru-gpu-check}"
@@ -78,31 +89,39 @@ python3 -c "import xdist" 2>/dev/null && XDIST="-n ${GPU_CHECK_WORKERS:-8}"
 
 # 1. Correctness first (pytest.log: read it before any number).
 : > "$OUT/pytest.log"
-run_step "hazards the interpreter hides (pytest.log)" "${GPU_CHECK_HAZARD_S:-90}" "$OUT/pytest.log" \
+run_step "hazards the interpreter hides (pytest.log)" "${GPU_CHECK_HAZARD_S:-60}" "$OUT/pytest.log" \
   python3 -m pytest $XDIST tests/test_gpu_hazards.py $PYTEST_FLAGS
 grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40; tail -n 3 "$OUT/pytest.log"
-run_step "GRU, dispatcher and CUDA-graph capture tests on CUDA (pytest.log)" "${GPU_CHECK_TEST_S:-150}" "$OUT/pytest.log" \
+run_step "GRU, dispatcher and CUDA-graph capture tests on CUDA (pytest.log)" "${GPU_CHECK_TEST_S:-90}" "$OUT/pytest.log" \
   python3 -m pytest $XDIST tests/test_gpu_gru.py tests/test_gpu_dispatch.py tests/test_gpu_capture.py $PYTEST_FLAGS
 grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40; tail -n 3 "$OUT/pytest.log"
 
-# 2. The goal table, both baselines (fastgru as dispatched first: the user's number).
-run_step "goal table: dispatched and persistent beside nn.GRU, eager and graphed" "${GPU_CHECK_STRATEGY_S:-150}" - \
-  python3 bench/strategy_table.py --out "$OUT" --strategies dispatched,persistent --dtypes bf16,fp32 --rep-ms 30
+# 2. The persistent kernel's variants beside nn.GRU (one JSON, written after every row). Its own
+# budget is its limit less 15 s, so it stops starting rows before the timeout would cut one.
+vsecs=$(limit "${GPU_CHECK_VARIANTS_S:-225}")
+run_step "persistent variants beside nn.GRU (bench/variants.py, goal set)" "$vsecs" - \
+  python3 bench/strategy_table.py --variants goal --out "$OUT" --budget-s "$(( vsecs > 30 ? vsecs - 15 : 15 ))" \
+    --precompile-workers "${GPU_CHECK_PRECOMPILE_WORKERS:-8}"
+
+# 3. Each barrier form alone.
+run_step "grid-barrier floor, counter and flags, split and not" "${GPU_CHECK_BARRIER_S:-30}" - \
+  python3 -m bench.barrier_floor --out "$OUT"
+
+# 4. The goal table: fastgru as dispatched (the user's number) beside nn.GRU.
+run_step "goal table: dispatched beside nn.GRU, bf16, eager and graphed" "${GPU_CHECK_STRATEGY_S:-45}" - \
+  python3 bench/strategy_table.py --out "$OUT" --strategies dispatched --dtypes bf16 --batches 1,8,64 --rep-ms 20
+
+# 5. Everything else, while the budget lasts.
 if [ -z "${GPU_CHECK_SKIP_QUICK:-}" ]; then
   run_step "quick sweep, every suite, eager and graphed" "${GPU_CHECK_QUICK_S:-120}" - \
     python3 -m bench --quick --out "$QUICK_DIR" --no-plots
   quick_json=$(ls "$QUICK_DIR"/*/*.json 2>/dev/null | head -n 1)
   [ -n "$quick_json" ] && cp "$quick_json" "$OUT/quick.json"   # its table is in gpu_check.log
 fi
-
-# 3. Everything else, while the budget lasts.
 run_step "the other GPU tests (stops at the 8th failure; pytest.log)" "${GPU_CHECK_ATTN_S:-90}" "$OUT/pytest.log" \
   python3 -m pytest $XDIST -m gpu --ignore=tests/test_gpu_gru.py --ignore=tests/test_gpu_hazards.py \
     --ignore=tests/test_gpu_dispatch.py --ignore=tests/test_gpu_capture.py --maxfail=8 $PYTEST_FLAGS
 tail -n 3 "$OUT/pytest.log"
-run_step "grid-barrier floor" 60 - python3 -m bench.barrier_floor --out "$OUT"
-run_step "plan-table candidates: stepwise and rows at H=256" "${GPU_CHECK_ROWS_S:-90}" - \
-  python3 bench/strategy_table.py --out "$OUT" --strategies stepwise,rows --hiddens 256 --rep-ms 30
 if [ -z "${GPU_CHECK_SKIP_REST:-}" ]; then
   run_step "the rest of the suite on CUDA (pytest.log)" "${GPU_CHECK_REST_S:-90}" "$OUT/pytest.log" \
     python3 -m pytest $XDIST -m "not gpu" --maxfail=8 $PYTEST_FLAGS

@@ -17,6 +17,14 @@ Rules (the format and its reader: fastgru/launchers/plan_table.py):
 * Candidates are the strategies the dispatcher may run by default in that dtype: rows and
   stepwise always, persistent only for plan.PERSISTENT_DEFAULT_DTYPES. The entry names the
   candidate with the highest ratio if that ratio is at least MARGIN, else "cudnn".
+* A persistent row of a variant file (``strategy_table.py --variants``) is its own candidate,
+  identified by (variant name, block_h, num_warps) (None: the dispatcher's candidates decided);
+  it is named ``persistent:<variant>[/h<block_h>][/w<num_warps>]`` in the entry's ratios, and
+  rows of older files, and base rows with neither forced, are plain ``persistent``. Files combine
+  per identity, by the worst ratio, as above. A persistent winner's entry carries the optional
+  fields "variant", "block_h" and "num_warps" (fastgru/launchers/plan_table.py reads them), each
+  left out where it is the default (base, None, None), so a plain persistent entry is as before.
+  A variant computing fp32 with plain TF32 (precision "tf32") is never a candidate: see eligible.
 * Buckets: per (arch, dtype, tf32, mode, formulation, directions), the measured H values, sorted,
   split at the geometric midpoints of neighbours (the lower bucket ends at the floor), the outer
   buckets reaching half a step (geometric) beyond the outermost points and no further (the
@@ -49,6 +57,38 @@ def candidates(dtype: str) -> tuple[str, ...]:
     names = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.float64: "fp64"}
     persistent = {names[d] for d in PERSISTENT_DEFAULT_DTYPES}
     return tuple(s for s in STRATEGIES if s != "persistent" or dtype in persistent)
+
+
+def candidate_name(row: dict) -> str:
+    """The candidate a row measured: its provider, or for a persistent row of a variant file its
+    identity (variant, block_h, num_warps) folded into one name (plain "persistent" for base with
+    neither forced, and for rows that name no variant)."""
+    provider = row["provider"]
+    variant, block_h, num_warps = row.get("variant") or "base", row.get("block_h"), row.get("num_warps")
+    if provider != "persistent" or (variant, block_h, num_warps) == ("base", None, None):
+        return provider
+    return f"persistent:{variant}" + (f"/h{block_h}" if block_h is not None else "") + (
+        f"/w{num_warps}" if num_warps is not None else "")
+
+
+def identity(name: str) -> tuple[str, str, int | None, int | None]:
+    """(strategy, variant, block_h, num_warps) of a candidate_name."""
+    strategy, _, rest = name.partition(":")
+    if not rest:
+        return strategy, "base", None, None
+    variant, *parts = rest.split("/")
+    fields = {p[0]: int(p[1:]) for p in parts}
+    return strategy, variant, fields.get("h"), fields.get("w")
+
+
+def eligible(name: str, dtype: str) -> bool:
+    """Whether candidate ``name`` may win a bucket in ``dtype``: its strategy is one the
+    dispatcher runs by default there (candidates), and it is not a plain-TF32 variant. The parity
+    contract: where torch.backends.cudnn.allow_tf32 lets cuDNN use TF32, cuDNN may still keep a
+    GRU in fp32, so fastgru's fp32 must stay at fp32-level error there -- 3xTF32 ("tf32x3") is,
+    plain TF32 is not, however fast it measured."""
+    strategy, variant, _, _ = identity(name)
+    return strategy in candidates(dtype) and "tf32" not in variant.split("+")
 
 
 def best_form(row: dict) -> tuple[float, str] | None:
@@ -87,7 +127,7 @@ def file_measurements(doc: dict, source: str) -> dict:
         raise ValueError(f"{source}: not a strategy-table result file (no 'rows' list)")
     arch = arch_of(doc, source)
     device = (doc.get("env") or {}).get("device_name")
-    reset_after = bool(doc.get("reset_after", True))
+    file_reset_after = bool(doc.get("reset_after", True))
     directions = int(doc.get("directions", 1))
     base, rest = {}, []
     for r in doc["rows"]:
@@ -98,6 +138,7 @@ def file_measurements(doc: dict, source: str) -> dict:
             tf32 = bool(doc["tf32_cudnn"])
         else:
             tf32 = None
+        reset_after = bool(r.get("reset_after", file_reset_after))  # variant files hold both formulations
         key = (arch, dtype, tf32, r["mode"], reset_after, directions, int(r["H"]), int(r["B"]))
         if r["provider"] == BASELINE:
             form = best_form(r)
@@ -113,8 +154,9 @@ def file_measurements(doc: dict, source: str) -> dict:
         if form is None or key not in out:
             continue
         ratio = base[key][0][0] / form[0]
-        prev = out[key]["ratio"].get(r["provider"])
-        out[key]["ratio"][r["provider"]] = ratio if prev is None else min(prev, ratio)
+        name = candidate_name(r)
+        prev = out[key]["ratio"].get(name)
+        out[key]["ratio"][name] = ratio if prev is None else min(prev, ratio)
     return out
 
 
@@ -163,26 +205,29 @@ def entries(measurements: list[dict], margin: float = MARGIN) -> list[dict]:
         arch, dtype, tf32, mode, reset_after, directions = group
         h_buckets = {v: (lo, hi) for v, lo, hi in bucket_edges([k[6] for k in keys])}
         b_buckets = {v: (lo, hi) for v, lo, hi in bucket_edges([k[7] for k in keys])}
-        allowed = candidates(dtype)
         for key in keys:
             H, B = key[6], key[7]
             ms = sorted(merged[key], key=lambda m: m["source"])
-            best: dict = {}  # strategy -> (its worst ratio over the files, that file's measurement)
+            best: dict = {}  # candidate -> (its worst ratio over the files, that file's measurement)
             for m in ms:
                 for s, ratio in m["ratio"].items():
-                    if s in allowed and (s not in best or ratio < best[s][0]):
+                    if eligible(s, dtype) and (s not in best or ratio < best[s][0]):
                         best[s] = (ratio, m)
+            choice: dict = {}
             if best:
                 winner = max(sorted(best), key=lambda s: best[s][0])
                 baseline = best[winner][1]["baseline"]
                 strategy = winner if best[winner][0] >= margin else "cudnn"
+                strategy, variant, block_h, num_warps = identity(strategy)
+                choice = {k: v for k, v, default in (("variant", variant, "base"), ("block_h", block_h, None),
+                                                     ("num_warps", num_warps, None)) if v != default}
             else:
                 baseline, strategy = ms[0]["baseline"], "cudnn"
             Ts = sorted({m["T"] for m in ms})
             devices = sorted({m["device"] for m in ms if m["device"]})
             out.append({
                 "arch": arch, "dtype": dtype, "tf32": tf32, "mode": mode, "reset_after": reset_after,
-                "directions": directions, "h": list(h_buckets[H]), "b": list(b_buckets[B]), "strategy": strategy,
+                "directions": directions, "h": list(h_buckets[H]), "b": list(b_buckets[B]), "strategy": strategy, **choice,
                 "measured": {"H": H, "B": B, "T": Ts[0] if len(Ts) == 1 else Ts, "device": " + ".join(devices) or None,
                              "ratio": {s: round(best[s][0], 3) for s in sorted(best)},
                              "baseline": baseline, "sources": sorted({m["source"] for m in ms})},
@@ -225,6 +270,7 @@ def summary(doc: dict) -> str:
     for e in doc["entries"]:
         tf32 = "" if e["tf32"] is None else f" tf32={'on' if e['tf32'] else 'off'}"
         ratios = ", ".join(f"{s} {r:.2f}x" for s, r in e["measured"]["ratio"].items()) or "no candidate measured"
+        named = "".join(f" {k}={e[k]}" for k in ("variant", "block_h", "num_warps") if k in e)
         lines.append(f"{e['arch']} {e['dtype']}{tf32} {e['mode']:9} H {e['h'][0]}-{e['h'][1]} B {e['b'][0]}-{e['b'][1]}: "
-                     f"{e['strategy']:10} ({ratios}; vs nn.GRU {e['measured']['baseline']})")
+                     f"{e['strategy']:10}{named} ({ratios}; vs nn.GRU {e['measured']['baseline']})")
     return "\n".join(lines)

@@ -5,6 +5,10 @@ must choose between, each provider timed two ways. CUDA only, except --summarize
     python bench/strategy_table.py --summarize FILE.json ...     (Markdown table, no GPU needed)
     python bench/strategy_table.py --emit-plan FILE.json ... [--plan-out PATH]
                                    (the dispatcher's table, fastgru/launchers/plan_table.json; bench/plan_emit.py)
+    python bench/strategy_table.py --variants goal --out DIR [--budget-s 240]
+                                   (the persistent kernel's variants beside nn.GRU; bench/variants.py)
+    python bench/strategy_table.py --variants goal --dry-run [--budget-s S]
+                                   (its rows, compiles and expected seconds; no GPU; exit 1 over S)
 
 For each (dtype, mode, H, B) it checks each provider's output against a float64 cuDNN run (a
 failing provider is recorded, not timed) and times it with triton.testing.do_bench (median of
@@ -22,6 +26,16 @@ form: vs_nn_gru_eager, vs_nn_gru_graphed, and the headline vs_nn_gru against the
 form (baseline names it); speedup_vs_nn_gru stays eager over eager, as in the older files. Every
 row also names the cuDNN algorithm PyTorch asks for at that shape (bench/cudnn_algo.py). DIR gets
 strategies-<names>.json with the environment and every row.
+
+--variants SET runs bench/variants.py's matrix instead: per cell nn.GRU (eager and graphed) and the
+persistent strategy forced under plan.persistent_choice(variant, block_h, num_warps), each variant
+timed graphed only; rows add variant, block_h, num_warps, reset_after and vs_base (the base variant
+at the dispatcher's block over this row). One file, strategies-variants-SET.json, written after
+every row; with its budget spent it lists the rows not run ("not_run", "complete": false). Before
+timing, a warm-up pool (bench/precompile.py, --precompile-workers, default min(8, cores - 2))
+compiles every kernel the run needs in parallel processes into Triton's on-disk cache, within
+what the budget leaves beyond the timing; each row records its warm-up ("precompile"), and a row
+whose kernel hung in the warm-up is recorded as an error instead of run.
 """
 
 import argparse
@@ -38,7 +52,7 @@ from torch import nn
 if __package__ in (None, ""):  # run by path: make the repository's bench package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import plan_emit  # noqa: E402
+from bench import plan_emit, precompile  # noqa: E402
 from bench.cudnn_algo import arch_of_device_name, cudnn_algorithm  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -119,7 +133,8 @@ def add_ratios(base: dict | None, row: dict) -> None:
     mine = plan_emit.best_form(row)
     if base is None or base.get("status") != "ok" or mine is None:
         return
-    row["speedup_vs_nn_gru"] = base["ms"] / row["ms"]
+    if "ms" in row:  # a variant row is timed graphed only
+        row["speedup_vs_nn_gru"] = base["ms"] / row["ms"]
     row["vs_nn_gru_eager"] = base["ms"] / mine[0]
     if base.get("graphed_status") == "ok":
         row["vs_nn_gru_graphed"] = base["graphed_ms"] / mine[0]
@@ -152,61 +167,106 @@ def _recorded_plans(num_warps=None, block_h=None):
         layer_launchers.plan_gru, planner.PERSISTENT_BLOCK_H = original, sizes
 
 
-def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, num_warps=None, save=None, block_h=None,
-            forms=FORMS):
+def _reference_cell(dname, H, B, T, reset_after=True):
+    """(nn.GRU in dtype ``dname``, input x, float64 reference output, the contract's error limit)
+    for one shape. reset_after=False has no nn.GRU equivalent: the reference is fastgru's own
+    reference loop in float64 on nn.GRU's parameters (the module is still returned: its
+    parameters are the ones every provider loads)."""
+    from fastgru.reference import gru_layer
+    from fastgru.testing import tolerance
+
+    dtype = DTYPES[dname]
+    torch.manual_seed(H * 1000 + B)
+    ref = nn.GRU(H, H).cuda()
+    x = torch.randn(T, B, H, device="cuda", dtype=dtype)
+    with torch.no_grad():
+        if reset_after:
+            gold = ref.double()(x.double())[0]
+        else:
+            w = [p.double() for p in (ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0)]
+            gold = gru_layer(x.double(), torch.zeros(B, H, device="cuda", dtype=torch.float64), *w, reset_after=False)[0]
+    ref.to(dtype)
+    ref.flatten_parameters()  # one contiguous weight buffer, as cuDNN wants (no per-call copy)
+    tf32 = dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    return ref, x, gold, tolerance(dtype, tf32)
+
+
+def _time_row(row, make_module, x, gold, limit, warmup_ms, rep_ms, forms=FORMS, num_warps=None, block_h=None):
+    """Build the provider (``make_module(row)``), run it once (the call that compiles; its plans
+    recorded), check it against ``gold``, and time the ``forms`` asked for ("eager", "graphed").
+    Everything goes into ``row`` (status ok, failed, skipped where the strategy cannot hold the
+    shape, error); nothing is raised."""
     import triton.testing
 
-    import fastgru
-    from fastgru.testing import rel_error, tolerance
+    from fastgru.testing import rel_error
 
+    t0 = time.perf_counter()
+    try:
+        module = make_module(row)
+        step = _step(module, x, row["mode"])
+        with _recorded_plans(num_warps, block_h) as plans:
+            out = step()  # raises ValueError where the strategy cannot hold the shape
+        if plans:
+            row["plans"] = [_plan_dict(p) for p in plans]
+        torch.cuda.synchronize()
+        row["first_call_s"] = round(time.perf_counter() - t0, 3)
+        row["rel_error"] = rel_error(out, gold)
+        if not row["rel_error"] <= limit:
+            row.update(status="failed", error=f"rel error {row['rel_error']:.3e} over {limit:.1e}")
+            return
+        row["status"] = "ok"
+        if "eager" in forms:
+            med, p20, p80 = triton.testing.do_bench(step, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
+            row.update(ms=med, p20_ms=p20, p80_ms=p80, us_per_step=1000 * med / row["T"])
+        if "graphed" in forms:
+            _time_graphed(row, step, gold, limit, warmup_ms, rep_ms)
+        else:
+            row["graphed_status"] = "not measured"
+    except ValueError as exc:  # the strategy cannot hold this shape
+        row.update(status="skipped", error=str(exc)[:300])
+    except Exception as exc:  # noqa: BLE001 - recorded, the table goes on
+        row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def _plan_dict(plan) -> dict:
+    """A plan's fields for the JSON, its persistent variant by name ("base", "prefetch+split", ...)."""
+    d = dict(plan.__dict__)
+    if "variant" in d:
+        d["variant"] = getattr(d["variant"], "name", d["variant"])
+    return d
+
+
+def _fastgru_module(ref, strategy, reset_after=True, explain_x=None):
+    """make_module for _time_row: fastgru.GRU with ``strategy`` (None: as dispatched) holding
+    ``ref``'s parameters; the dispatched one records fastgru.explain's account in the row."""
+    import fastgru
+
+    def make(row):
+        module = fastgru.GRU(ref.input_size, ref.hidden_size, strategy=strategy, reset_after=reset_after).cuda()
+        module.to(ref.weight_hh_l0.dtype).load_state_dict(ref.state_dict())
+        if explain_x is not None:
+            with torch.set_grad_enabled(row["mode"] == "training"):
+                probe = explain_x.detach().requires_grad_(row["mode"] == "training")
+                row["explain"] = str(fastgru.explain(module, probe))
+        return module
+    return make
+
+
+def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, num_warps=None, save=None, block_h=None,
+            forms=FORMS):
     sm = torch.cuda.get_device_capability()
     rows = []
     for dname, mode, H, B in ((d, m, h, b) for d in dtypes for m in modes for h in hiddens for b in batches):
-        dtype = DTYPES[dname]
-        torch.manual_seed(H * 1000 + B)
-        ref = nn.GRU(H, H).cuda()
-        x = torch.randn(T, B, H, device="cuda", dtype=dtype)
-        with torch.no_grad():
-            gold = ref.double()(x.double())[0]
-        ref.to(dtype)
-        ref.flatten_parameters()  # one contiguous weight buffer, as cuDNN wants (no per-call copy)
-        tf32 = dtype == torch.float32 and torch.backends.cudnn.allow_tf32
-        limit = tolerance(dtype, tf32)
+        ref, x, gold, limit = _reference_cell(dname, H, B, T)
         for name in ("nn.GRU", *strategies):
             row = dict(dtype=dname, mode=mode, H=H, B=B, T=T, provider=name)
             row["cudnn_algo"], row["cudnn_algo_reason"] = cudnn_algorithm(mode, dname, H, B, T, 1, sm)
-            t0 = time.perf_counter()
-            try:
-                if name == "nn.GRU":
-                    module = ref
-                else:  # "dispatched": fastgru.GRU as a user gets it (the table, then the rules)
-                    module = fastgru.GRU(H, H, strategy=None if name == "dispatched" else name).cuda().to(dtype)
-                    module.load_state_dict(ref.state_dict())
-                    if name == "dispatched":
-                        with torch.set_grad_enabled(mode == "training"):
-                            probe = x.detach().requires_grad_(mode == "training")
-                            row["explain"] = str(fastgru.explain(module, probe))
-                step = _step(module, x, mode)
-                with _recorded_plans(num_warps, block_h) as plans:
-                    out = step()  # raises ValueError where the strategy cannot hold the shape
-                if plans:
-                    row["plans"] = [p.__dict__ for p in plans]
-                torch.cuda.synchronize()
-                row["first_call_s"] = round(time.perf_counter() - t0, 3)
-                row["rel_error"] = rel_error(out, gold)
-                if not row["rel_error"] <= limit:
-                    row.update(status="failed", error=f"rel error {row['rel_error']:.3e} over {limit:.1e}")
-                else:
-                    med, p20, p80 = triton.testing.do_bench(step, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
-                    row.update(status="ok", ms=med, p20_ms=p20, p80_ms=p80, us_per_step=1000 * med / T)
-                    if "graphed" in forms:
-                        _time_graphed(row, step, gold, limit, warmup_ms, rep_ms)
-                    else:
-                        row["graphed_status"] = "not measured"
-            except ValueError as exc:  # the strategy cannot hold this shape
-                row.update(status="skipped", error=str(exc)[:300])
-            except Exception as exc:  # noqa: BLE001 - recorded, the table goes on
-                row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            if name == "nn.GRU":
+                make = lambda row: ref  # noqa: E731
+            else:  # "dispatched": fastgru.GRU as a user gets it (the table, then the rules)
+                make = _fastgru_module(ref, None if name == "dispatched" else name,
+                                       explain_x=x if name == "dispatched" else None)
+            _time_row(row, make, x, gold, limit, warmup_ms, rep_ms, forms, num_warps, block_h)
             rows.append(row)
             print(_line(row), flush=True)
             if save is not None:
@@ -217,12 +277,79 @@ def measure(dtypes, modes, hiddens, batches, T, strategies, warmup_ms, rep_ms, n
     return rows
 
 
+def measure_variants(items, T, warmup_ms, rep_ms, nn_warmup_ms, nn_rep_ms, save=None, budget_s=None, costs=None,
+                     precompiled=None, skip=None):
+    """Time bench/variants.py's ``items`` cell by cell: nn.GRU eager and graphed, each persistent
+    variant forced (strategy="persistent" under persistent_choice) and timed graphed. Each row
+    records its variant, block_h, num_warps (None: the dispatcher's candidates chose; its plans
+    say what ran) and reset_after, and its ratio to nn.GRU (add_ratios) and to the base variant
+    at the dispatcher's block timed beside it (vs_base). With ``budget_s``, no row starts once
+    the seconds spent plus its expected cost (``costs``, per item) pass the budget.
+    ``precompiled`` ({item index: the warm-up pool's result}, bench/precompile.py): the row
+    records it ("precompile": status, seconds, error); ``skip`` ({item index: reason}): rows not
+    timed, recorded as errors (a kernel the warm-up saw hang). Returns (rows, items not run)."""
+    from fastgru.launchers.plan import persistent_choice
+
+    from bench import variants as V
+
+    sm = torch.cuda.get_device_capability()
+    start, rows, not_run = time.perf_counter(), [], []
+    costs = costs or [0.0] * len(items)
+    i = 0
+    for cell in V.cells(items):
+        first = i
+        if budget_s is not None and time.perf_counter() - start + costs[i] > budget_s:
+            not_run += items[i:]
+            break
+        dname, mode, reset_after, H, B = cell[0].cell
+        ref, x, gold, limit = _reference_cell(dname, H, B, T, reset_after)
+        cell_rows = []
+        for item in cell:
+            if budget_s is not None and i > first and time.perf_counter() - start + costs[i] > budget_s:
+                not_run.append(item)
+                i += 1
+                continue
+            i += 1
+            row = dict(dtype=dname, mode=mode, H=H, B=B, T=T, reset_after=reset_after, provider=item.provider,
+                       variant=item.variant, block_h=item.block_h, num_warps=item.num_warps, forms=list(item.forms))
+            if reset_after:
+                row["cudnn_algo"], row["cudnn_algo_reason"] = cudnn_algorithm(mode, dname, H, B, T, 1, sm)
+            if precompiled and i - 1 in precompiled:
+                row["precompile"] = {k: v for k, v in precompiled[i - 1].items() if k != "value"}
+            if skip and i - 1 in skip:
+                row.update(status="error", error=skip[i - 1], graphed_status="not measured")
+            elif item.provider == V.BASELINE:
+                _time_row(row, lambda row: ref, x, gold, limit, nn_warmup_ms, nn_rep_ms, item.forms)
+            else:
+                with persistent_choice(item.variant, item.block_h, item.num_warps):
+                    _time_row(row, _fastgru_module(ref, "persistent", reset_after), x, gold, limit, warmup_ms, rep_ms,
+                              item.forms)
+            cell_rows.append(row)
+            rows.append(row)
+            print(_line(row), flush=True)
+            if save is not None:
+                save(rows, not_run)
+        base = next((r for r in cell_rows if r["provider"] == V.BASELINE), None)
+        same = next((r for r in cell_rows if r["provider"] == V.PERSISTENT and r["variant"] == "base"
+                     and r["block_h"] is None and r["num_warps"] is None), None)
+        for r in cell_rows:
+            if r["provider"] != V.BASELINE:
+                add_ratios(base, r)
+                mine, theirs = plan_emit.best_form(r), plan_emit.best_form(same) if same else None
+                if mine and theirs:
+                    r["vs_base"] = theirs[0] / mine[0]
+        if save is not None:
+            save(rows, not_run)
+    return rows, not_run
+
+
 def _line(r):
-    t = f"{r['ms']:9.3f} ms" if r.get("status") == "ok" else f"{r.get('status'):>12}"
+    t = f"{r['ms']:9.3f} ms" if r.get("status") == "ok" and "ms" in r else f"{r.get('status'):>12}"
     g = f"graphed {r['graphed_ms']:9.3f} ms" if r.get("graphed_status") == "ok" else f"graphed {r.get('graphed_status', '-')}"
     err = f"{r['rel_error']:.2e}" if "rel_error" in r else "-"
     note = r.get("error") or r.get("graphed_error") or ""
-    return f"{r['dtype']:5} {r['mode']:9} H{r['H']:<5} B{r['B']:<4} {r['provider']:10} {t}  {g}  err {err}  {note[:120]}"
+    name = plan_emit.candidate_name(r) + ("" if r.get("reset_after", True) else " (reset_after=False)")
+    return f"{r['dtype']:5} {r['mode']:9} H{r['H']:<5} B{r['B']:<4} {name:10} {t}  {g}  err {err}  {note[:120]}"
 
 
 def _nn_graphed(base: dict) -> str | None:
@@ -248,7 +375,7 @@ def summary_cells(paths) -> dict:
         base = {}
         for r in doc["rows"]:
             key = (r["dtype"], r["mode"], r["H"], r["B"])
-            if r["provider"] != "nn.GRU" or r.get("status") != "ok":
+            if r["provider"] != "nn.GRU" or r.get("status") != "ok" or not r.get("reset_after", True):
                 continue
             base[key] = r
             cell = cells.setdefault(key, {"algo": set(), "eager": [], "graphed": [], "graphed_note": set(), "providers": {}})
@@ -265,17 +392,17 @@ def summary_cells(paths) -> dict:
         for r in doc["rows"]:
             key = (r["dtype"], r["mode"], r["H"], r["B"])
             mine = plan_emit.best_form(r)
-            if r["provider"] == "nn.GRU" or mine is None or key not in base:
-                continue
+            if r["provider"] == "nn.GRU" or mine is None or key not in base or not r.get("reset_after", True):
+                continue  # reset_after=False rows have no nn.GRU to stand beside
             nn_row = base[key]
             nn_best = plan_emit.best_form(nn_row)
             entry = {"ms": mine[0], "form": mine[1], "vs_eager": nn_row["ms"] / mine[0],
                      "vs_graphed": nn_row["graphed_ms"] / mine[0] if _nn_graphed(nn_row) is None else None,
                      "graphed_note": _nn_graphed(nn_row), "headline": nn_best[0] / mine[0], "baseline": nn_best[1],
                      "own_graphed": r.get("graphed_status", "eager only")}
-            providers = cells[key]["providers"]
-            if r["provider"] not in providers or entry["headline"] < providers[r["provider"]]["headline"]:
-                providers[r["provider"]] = entry
+            providers, name = cells[key]["providers"], plan_emit.candidate_name(r)
+            if name not in providers or entry["headline"] < providers[name]["headline"]:
+                providers[name] = entry
     return cells
 
 
@@ -321,6 +448,90 @@ def summarize(paths) -> str:
     return "\n".join(lines)
 
 
+VARIANT_BUDGET_S = 240.0  # the variant step's share of bench/gpu_check.sh (issue 27: under 4 minutes on an H100)
+
+
+def _run_variants(p, a) -> int:
+    """--variants SET: the dry run (CPU), or the run (CUDA) into DIR/strategies-variants-SET.json,
+    written after every row; the document records the budget, the estimate and what did not run."""
+    from bench import variants as V
+
+    try:
+        items = V.matrix(a.variants)
+    except ValueError as exc:
+        p.error(f"--variants: {exc}")
+    budget = VARIANT_BUDGET_S if a.budget_s is None else a.budget_s
+    if budget <= 0:
+        p.error(f"--budget-s must be positive, got {budget}")
+    tf32 = torch.backends.cudnn.allow_tf32
+    workers = a.precompile_workers
+    if workers is not None and workers < 0:
+        p.error(f"--precompile-workers must be 0 or more, got {workers}")
+    if workers is None:  # the dry run estimates the GPU machine; a run takes this machine's cores
+        workers = V.WORKERS_H100 if a.dry_run else precompile.default_workers()
+    times = (a.variant_warmup_ms, a.variant_rep_ms, a.warmup_ms, a.rep_ms)
+    est = V.estimate(items, *times, tf32, workers)
+    if a.dry_run:
+        print(f"--variants {a.variants}, T = {a.T}" + ("" if a.T == V.T_DEFAULT else " (the estimate assumes T = 512)"))
+        print(V.dry_run_text(items, est, budget))
+        if est["seconds"] > budget:
+            print(f"strategy_table: the expected {est['seconds']:.0f} s is over the budget of {budget:.0f} s",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if not a.out:
+        p.error("--out is required")
+    if not torch.cuda.is_available():
+        print("strategy_table: needs a CUDA device (--dry-run lists the rows without one)", file=sys.stderr)
+        return 2
+    from fastgru.bench.environment import environment
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"strategies-variants-{a.variants}{a.tag}.json"
+    env = environment(torch.device("cuda"))
+    arch = "sm_{}{}".format(*torch.cuda.get_device_capability())
+    started = time.perf_counter()
+    precompiled: dict = {}
+
+    def save(rows, not_run, done=False):  # after every row, so a run cut short keeps what it measured
+        doc = {"env": env, "command": " ".join(sys.argv), "tf32_cudnn": tf32, "arch": arch, "directions": 1,
+               "variants": a.variants, "T": a.T, "budget_s": budget, "expected_s": est["seconds"],
+               "precompile": precompiled.get("summary"),
+               "elapsed_s": round(time.perf_counter() - started, 1), "complete": done and not not_run,
+               "not_run": [dataclasses.asdict(i) for i in not_run], "rows": rows}
+        path.write_text(json.dumps(doc, indent=1))
+
+    print(f"--variants {a.variants}: {est['rows']} rows, {est['compiles']} compiles, expected {est['seconds']:.0f} s "
+          f"(budget {budget:.0f} s; warm-up pool of {est['workers']} workers {est['breakdown']['warmup_s']:.0f} s)",
+          flush=True)
+    # The budget counts from here: the process's start-up is already spent. The warm-up pool may
+    # take what the timing does not need once every kernel is in the cache; what it leaves out,
+    # the timing process compiles (its rows' costs say so, and the budget stop cuts the tail).
+    jobs = V.warm_jobs(items, tf32) if workers else []
+    all_warm = V.estimate(items, *times, tf32, 0, warm={k for j in jobs for k in j.keys})
+    deadline = budget - V.STARTUP_S - sum(all_warm["per_row"])
+    pool = precompile.warm_up(jobs, workers, deadline, tf32, torch.backends.cuda.matmul.allow_tf32)
+    precompiled["summary"] = {"workers": pool["workers"], "jobs": len(jobs), "deadline_s": round(max(deadline, 0), 1),
+                              "expected_s": est["breakdown"]["warmup_s"], "elapsed_s": pool["elapsed_s"],
+                              "counts": pool["counts"], "T": precompile.T_WARM}
+    if jobs:
+        print(f"warm-up pool: {len(jobs)} jobs on {pool['workers']} workers in {pool['elapsed_s']:.0f} s: "
+              + ", ".join(f"{n} {k}" for k, n in sorted(pool["counts"].items())), flush=True)
+        for index, r in sorted(pool["results"].items()):
+            if r["status"] not in ("ok", "not_run", "unfinished"):
+                print(f"  warm-up of row {index + 1} ({items[index].describe()}): {r['status']} {r.get('error', '')}")
+    costs = V.estimate(items, *times, tf32, 0, warm=pool["warm"])["per_row"]
+    skip = precompile.hung_rows(items, jobs, pool["results"], tf32)
+    rows, not_run = measure_variants(items, a.T, a.variant_warmup_ms, a.variant_rep_ms, a.warmup_ms, a.rep_ms, save,
+                                     budget - V.STARTUP_S - pool["elapsed_s"], costs, pool["results"], skip)
+    save(rows, not_run, done=True)
+    if not_run:
+        print(f"budget spent: {len(not_run)} rows not run (listed in the JSON)")
+    print(f"wrote {path} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summarize", nargs="+", metavar="JSON", help="print the Markdown summary of these files and exit")
@@ -340,7 +551,26 @@ def main(argv=None):
     p.add_argument("--num-warps", type=int, default=None, help="experiment: persistent forward kernels with this many warps (the backward keeps its own)")
     p.add_argument("--block-h", default=None, help="experiment: persistent hidden-block sizes to try, e.g. 16 or 64,32,16")
     p.add_argument("--tag", default="", help="appended to the file name")
+    p.add_argument("--variants", default=None, metavar="SET",
+                   help="time the persistent kernel's variants beside nn.GRU instead (bench/variants.py: goal, smoke); "
+                        "--dtypes/--modes/--hiddens/--batches/--strategies do not apply, the set decides")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --variants: list every row, the distinct compiles and the expected seconds on an H100, "
+                        "and exit (non-zero when over --budget-s); no GPU needed")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="with --variants: no row starts once the seconds spent plus its expected cost pass this "
+                        f"(default {VARIANT_BUDGET_S:.0f}; the JSON lists the rows not run)")
+    p.add_argument("--precompile-workers", type=int, default=None,
+                   help="with --variants: compile every kernel first in this many parallel worker processes "
+                        "(bench/precompile.py; Triton's on-disk cache hands them to the timing process); 0: off; "
+                        "default min(8, CPU cores - 2), and 8 for the dry run's estimate (the H100 machine's 16 cores)")
+    p.add_argument("--variant-warmup-ms", type=float, default=5.0, help="with --variants: do_bench warm-up of a variant row")
+    p.add_argument("--variant-rep-ms", type=float, default=25.0, help="with --variants: do_bench repetitions of a variant row")
     a = p.parse_args(argv)
+    if a.variants:
+        return _run_variants(p, a)
+    if a.dry_run:
+        p.error("--dry-run goes with --variants")
     if a.summarize:
         print(summarize(a.summarize))
         return 0

@@ -279,3 +279,81 @@ def test_measure_times_both_forms_on_cuda():
         assert r["cudnn_algo"] == "PERSIST_STATIC_SMALL_H"
     assert rows[0]["graphed_status"] == "ok", rows[0].get("graphed_error")  # nn.GRU's forward captures
     assert "vs_nn_gru" in rows[1]
+
+
+# ------------------------------------------------------------------------------------ variant files
+def _vrow(ms, variant=None, block_h=None, num_warps=None, dtype="bf16", H=256, B=1, reset_after=True):
+    r = _row("persistent", None, dtype=dtype, H=H, B=B, graphed=ms)
+    r.update(variant=variant, block_h=block_h, num_warps=num_warps, reset_after=reset_after)
+    return r
+
+
+def test_candidate_names_and_identities():
+    assert plan_emit.candidate_name(_row("rows", 1.0)) == "rows"
+    assert plan_emit.candidate_name(_row("persistent", 1.0)) == "persistent"  # older files
+    assert plan_emit.candidate_name(_vrow(1.0, "base")) == "persistent"
+    assert plan_emit.candidate_name(_vrow(1.0, "base", 16, 4)) == "persistent:base/h16/w4"
+    assert plan_emit.candidate_name(_vrow(1.0, "prefetch+split", None, 8)) == "persistent:prefetch+split/w8"
+    assert plan_emit.identity("persistent:prefetch+split/w8") == ("persistent", "prefetch+split", None, 8)
+    assert plan_emit.identity("persistent:flags/h32") == ("persistent", "flags", 32, None)
+    assert plan_emit.identity("stepwise") == ("stepwise", "base", None, None)
+
+
+def test_variant_winner_and_its_fields_land_in_the_entry(tmp_path):
+    rows = [_row("nn.GRU", 10.0, graphed=8.0), _vrow(4.0, "base"), _vrow(2.0, "prefetch+split+flags", 16, 4),
+            _vrow(2.5, "split"),
+            _row("nn.GRU", 10.0, graphed=8.0, B=8), _vrow(4.0, "base", B=8), _vrow(5.0, "flags", 32, B=8)]
+    doc = _emit(tmp_path, _write(tmp_path, "v.json", rows, arch="sm_90"))
+    by_b = {e["measured"]["B"]: e for e in doc["entries"]}
+    e = by_b[1]
+    assert (e["strategy"], e["variant"], e["block_h"], e["num_warps"]) == ("persistent", "prefetch+split+flags", 16, 4)
+    assert e["measured"]["ratio"] == {"persistent": 2.0, "persistent:prefetch+split+flags/h16/w4": 4.0,
+                                      "persistent:split": 3.2}
+    # base at the dispatcher's block wins at B = 8: a plain persistent entry, no optional fields
+    assert by_b[8]["strategy"] == "persistent" and not {"variant", "block_h", "num_warps"} & set(by_b[8])
+    # what the dispatcher reads back
+    from fastgru.launchers.plan import PersistentChoice
+    choice = PersistentChoice.of_entry(e)
+    assert (choice.variant.name, choice.block_h, choice.num_warps) == ("prefetch+split+flags", 16, 4)
+    assert "variant=prefetch+split+flags block_h=16 num_warps=4" in plan_emit.summary(doc)
+    split_only = _emit(tmp_path, _write(tmp_path, "w.json", [_row("nn.GRU", 10.0), _vrow(5.0, "split", None, 8)]))
+    (e,) = split_only["entries"]
+    assert (e["variant"], e["num_warps"]) == ("split", 8) and "block_h" not in e
+
+
+def test_variant_identities_combine_across_files_by_the_worst(tmp_path):
+    # a.json: the split variant 4x, base 2x; b.json: split 1.5x, base 2x -> base wins (worst of split: 1.5)
+    a = _write(tmp_path, "a.json", [_row("nn.GRU", 8.0), _vrow(2.0, "split", 16, 4), _vrow(4.0, "base")])
+    b = _write(tmp_path, "b.json", [_row("nn.GRU", 6.0), _vrow(4.0, "split", 16, 4), _vrow(3.0, "base")])
+    (e,) = _emit(tmp_path, a, b)["entries"]
+    assert e["measured"]["ratio"] == {"persistent": 2.0, "persistent:split/h16/w4": 1.5}
+    assert e["strategy"] == "persistent" and "variant" not in e
+    # the same identity twice in one file: its worst there too
+    c = _write(tmp_path, "c.json", [_row("nn.GRU", 8.0), _vrow(2.0, "split", 16, 4), _vrow(8.0, "split", 16, 4)])
+    (e,) = _emit(tmp_path, c)["entries"]
+    assert e["measured"]["ratio"] == {"persistent:split/h16/w4": 1.0} and e["strategy"] == "cudnn"
+
+
+def test_plain_tf32_is_never_eligible(tmp_path, monkeypatch):
+    """fp32 persistent is not a default candidate yet; once it is, plain TF32 still is not (cuDNN may
+    keep the GRU in fp32 where TF32 is allowed), while 3xTF32 is."""
+    monkeypatch.setattr(plan_emit, "candidates", lambda dtype: ("rows", "stepwise", "persistent"))
+    assert not plan_emit.eligible("persistent:tf32/h16/w4", "fp32")
+    assert not plan_emit.eligible("persistent:flags+tf32", "fp32")
+    assert plan_emit.eligible("persistent:tf32x3/h16/w4", "fp32")
+    rows = [_row("nn.GRU", 10.0, dtype="fp32"), _vrow(1.0, "tf32", 16, 4, dtype="fp32"),
+            _vrow(4.0, "tf32x3", 16, 4, dtype="fp32"), _row("rows", 9.0, dtype="fp32")]
+    (e,) = _emit(tmp_path, _write(tmp_path, "a.json", rows))["entries"]
+    assert (e["strategy"], e["variant"], e["block_h"]) == ("persistent", "tf32x3", 16)
+    assert "persistent:tf32/h16/w4" not in e["measured"]["ratio"]
+    monkeypatch.undo()
+    (e,) = _emit(tmp_path, tmp_path / "a.json")["entries"]
+    assert e["strategy"] == "rows"  # fp32 persistent is no default candidate today
+
+
+def test_reset_before_rows_of_a_variant_file_have_no_baseline(tmp_path):
+    rows = [_row("nn.GRU", 10.0), _vrow(2.0, "base"), _vrow(1.0, "recompute", reset_after=False),
+            _vrow(1.5, "base", reset_after=False)]
+    doc = _emit(tmp_path, _write(tmp_path, "a.json", rows))
+    assert [(e["reset_after"], e["strategy"]) for e in doc["entries"]] == [(True, "persistent")]
+    assert doc["entries"][0]["measured"]["ratio"] == {"persistent": 5.0}
