@@ -24,7 +24,8 @@ def main(argv=None) -> int:
                    help="strategies also compiled forced beside the dispatcher's pick (comma-separated, '' for none; "
                         "default: the form's own list)")
     p.add_argument("--cases", default="all",
-                   help="comma-separated subset of gru,gru-reset-before,cell,attention,decoder,gru-small: the case families to compile (default: all)")
+                   help="comma-separated subset of gru,gru-reset-before,cell,attention,decoder,gru-small: the case families to "
+                        "compile (default: all); persistent-variants (issue 27's step variants) only when named")
     args = p.parse_args(argv)
 
     from . import driver
@@ -46,9 +47,9 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown dtype {unknown}; choose from {', '.join(cases.DTYPES)}")
     families = tuple(cases.FAMILIES) if args.cases == "all" else tuple(args.cases.split(","))
-    unknown = [f for f in families if f not in cases.FAMILIES]
+    unknown = [f for f in families if f not in cases.FAMILIES + cases.OPT_IN_FAMILIES]
     if unknown:
-        p.error(f"unknown cases {unknown}; choose from {', '.join(cases.FAMILIES)}")
+        p.error(f"unknown cases {unknown}; choose from {', '.join(cases.FAMILIES + cases.OPT_IN_FAMILIES)}")
     grid = cases.QUICK if args.quick else cases.FULL
     if args.forced is not None:
         grid = dataclasses.replace(grid, gru_forced=tuple(s for s in args.forced.split(",") if s))

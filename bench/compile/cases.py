@@ -8,10 +8,15 @@ from dataclasses import dataclass
 
 import torch
 
+from fastgru import backend
 from fastgru.launchers import attention as AA
 from fastgru.launchers import decoder as AD
 from fastgru.launchers import gru_cell as AC
 from fastgru.launchers import gru_layer as AG
+from fastgru.launchers import launch as LL
+from fastgru.launchers import plan as PL
+
+from .. import variants as VARIANTS
 
 # label -> (torch dtype, TF32 allowed). TF32 only matters for fp32: the GRU layer follows
 # cudnn.allow_tf32 (3xTF32), the cell and attention follow cuda.matmul.allow_tf32.
@@ -186,8 +191,11 @@ def _fmt(shape: dict) -> str:
 
 
 # What --cases selects: GRU layers, GRU layers with reset_after=False, GRUCell, attention, the
-# decoder, and the small-H GRU layers and cells (gru-small).
+# decoder, and the small-H GRU layers and cells (gru-small). OPT_IN_FAMILIES run only when named
+# (--cases persistent-variants): not part of "all", so neither the full report nor CI's quick form
+# pays for them.
 FAMILIES = ("gru", "gru-reset-before", "cell", "attention", "decoder", "gru-small")
+OPT_IN_FAMILIES = ("persistent-variants",)
 SMALL_B = 3
 
 
@@ -224,3 +232,129 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
             for score in scores if "decoder" in families else ():
                 for N, T_in, H, K in grid.decoder:
                     decoder(target, label, score, N, grid.T, T_in, H, K)
+    if "persistent-variants" in families:
+        persistent_variants(target, grid, dtypes)
+
+
+# -- persistent-variants: the persistent kernel's step variants (issue 27), each forced through the
+# real launchers at every hidden block and warp count. The variant names are bench/variants.py's
+# (the GPU run's list); reset_after=False and the fp32 precisions are added here.
+PERSISTENT_VARIANTS = VARIANTS.VARIANTS
+# reset_after=False: one barrier plus recomputation against today's two barriers.
+RESET_BEFORE_VARIANTS = ("base", "recompute")
+# fp32 (TF32 allowed): base and the combined variant, in each tensor-core precision.
+FP32_VARIANTS = tuple(p if v == "base" else f"{v}+{p}" for v in ("base", VARIANTS.COMBINED) for p in VARIANTS.PRECISIONS)
+VARIANT_DTYPES = ("bf16", "fp32-tf32")
+VARIANT_H = (256, 512, 1024)
+VARIANT_B = (1, 8, 64)
+# fp32 only at the smaller blocks (issue 27: "at the smaller blocks where they compile without
+# spills"; 3xTF32 at BLOCK_H = 64 spilled in every earlier report).
+VARIANT_BLOCKS = {"bf16": VARIANTS.SWEEP_BLOCKS, "fp32-tf32": (16, 32)}
+VARIANT_WARPS = VARIANTS.SWEEP_WARPS
+
+
+@dataclass(frozen=True)
+class VariantCase:
+    """One compile of the persistent-variants family: forward (save=True) and backward of one
+    layer (D = 1, T = Grid.T) forced persistent with ``variant`` at hidden block ``block_h`` and
+    ``num_warps`` forward warps (the backward's warps are the plan's own, 8)."""
+
+    dtype: str
+    variant: str
+    H: int
+    B: int
+    block_h: int
+    num_warps: int
+    reset_after: bool = True
+
+
+def variant_cases(dtypes=VARIANT_DTYPES) -> list:
+    """Every case of the persistent-variants family, in run order. The cut (to keep the family
+    near 10 minutes on 2 CPU cores): bf16 B = 8 and 64 only for base and the combined variant
+    (B changes the batch tile and Triton's int specialization, not what a variant moves);
+    reset_after=False and fp32 at B = 1 only; fp32 only reset_after=True and BLOCK_H 16/32.
+    Blocks whose weight tiles exceed one block's shared memory are listed: the planner skips
+    them without compiling (a note in the report)."""
+    out = []
+    for dtype in (d for d in VARIANT_DTYPES if d in dtypes):
+        lists = ((True, PERSISTENT_VARIANTS), (False, RESET_BEFORE_VARIANTS)) if dtype == "bf16" else (
+            (True, FP32_VARIANTS),)
+        for reset_after, names in lists:
+            full = ("base", VARIANTS.COMBINED) if dtype == "bf16" and reset_after else ()
+            for H in VARIANT_H:
+                for block_h in VARIANT_BLOCKS[dtype]:
+                    for num_warps in VARIANT_WARPS:
+                        for name in names:
+                            for B in VARIANT_B if name in full else VARIANT_B[:1]:
+                                out.append(VariantCase(dtype, name, H, B, block_h, num_warps, reset_after))
+    return out
+
+
+class _ProbeRecorder:
+    """A compile target in front of the check's own: every candidate compile the planner makes
+    (CompileTarget.resources) becomes a row, fitting or not, so a variant that spills or is not
+    co-resident shows its registers and spills instead of only a note."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def launch(self, job):
+        return self.target.launch(job)
+
+    def resources(self, job):
+        res = self.target.resources(job)
+        meta, grid = next(self.target._variants(job))
+        self.target._record(job, meta, self.target._compile(job, meta, grid), probe=True)
+        return res
+
+
+def variant_built(variant: PL.PersistentVariant, row: dict) -> str:
+    """'' where the row's compile is the variant's kernel; else why not: the launcher does not
+    pass a switch the variant sets (it compiled the base kernel), or the kernel refuses one (an
+    unknown constexpr). 'not built yet' starts the answer in both cases."""
+    if row["status"] != "ok":
+        error = row.get("error") or ""
+        return f"not built yet: {error.splitlines()[0][:200]}" if "unrecognised" in error else ""
+    forward = row["kernel"].startswith("gru_fwd")
+    wanted = {k: v for k, v in (variant.forward_meta() if forward else variant.backward_meta()).items() if v}
+    if variant.precision is not None:
+        wanted["DOT_PRECISION"] = variant.precision
+    missing = [f"{k}={v}" for k, v in wanted.items() if row["config"].get(k) != v]
+    return f"not built yet: the launcher does not pass {', '.join(missing)}" if missing else ""
+
+
+def _annotate(row: dict, case: VariantCase, variant: PL.PersistentVariant) -> None:
+    """Add what the variant table shows: the variant's status, the grid's program count, how many
+    programs one SM holds (plan.resident_programs: the estimate from registers, shared memory
+    and threads, as the planner judges without a driver) and whether the whole grid is
+    co-resident on the stand-in GPU."""
+    why = variant_built(variant, row) if "persistent" in row["kernel"] else ""  # a fallback kernel has no variant
+    row.update(variant=case.variant, block_h=case.block_h, warps=case.num_warps, reset_after=case.reset_after)
+    if why:
+        row.update(status="not built", error=why)
+        return
+    if row["status"] != "ok" or "persistent" not in row["kernel"]:
+        return
+    c = row["config"]
+    programs = -(-case.H // c["BLOCK_H"]) * -(-case.B // c["BLOCK_B"])
+    res = LL.Resources(row["registers"], row["shared_bytes"], c.get("num_warps", 4), spill_bytes=row["spill_bytes"])
+    resident = PL.resident_programs(res, "cuda") if row["shared_bytes"] <= backend.sm_limits("cuda")[2] else 0
+    row.update(programs=programs, resident_per_sm=resident, co_resident=programs <= backend.sm_count("cuda") * resident)
+
+
+def persistent_variants(target, grid: Grid, dtypes=VARIANT_DTYPES) -> None:
+    """The persistent-variants family (see variant_cases): every case forced persistent under
+    plan.persistent_choice, each candidate compile recorded (_ProbeRecorder), each row annotated
+    with its variant, block, warps, co-residency and whether the variant is built yet."""
+    for case in variant_cases(dtypes):
+        variant = PL.PersistentVariant.parse(case.variant)
+        start = len(target.rows)
+        with tf32(DTYPES[case.dtype][1]), torch.no_grad(), LL.compiling(_ProbeRecorder(target)):
+            try:
+                with PL.persistent_choice(variant, case.block_h, case.num_warps):
+                    gru_layer(target, case.dtype, case.B, case.H, 1, grid.T, grid.I, "persistent", case.reset_after)
+            except ValueError as exc:  # the variant refused for this call (PersistentVariant.check)
+                target.notes.append(f"{case.dtype} {case.variant}: {exc}")
+        for row in target.rows[start:]:
+            row["pick"] = "variant"
+            _annotate(row, case, variant)

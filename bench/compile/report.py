@@ -44,6 +44,8 @@ def problems(rows: list[dict], shared_limit: int) -> list[str]:
     out = []
     for r in rows:
         where = f"{r['kernel']} {r['dtype']} {_shape(r['shape'])}"
+        if r["status"] == NOT_BUILT:  # a step variant whose switches are not wired yet: its own section
+            continue
         if r["status"] != "ok":
             out.append(f"failed: {where}: {_first_line(r['error'])}")
             continue
@@ -56,12 +58,19 @@ def problems(rows: list[dict], shared_limit: int) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+# The status of a persistent-variants row whose variant the launcher or kernel does not have yet
+# (bench/compile/cases.py variant_built): reported, not a failure of the check.
+NOT_BUILT = "not built"
+
+
 def summary(rows: list[dict], shared_limit: int) -> dict:
     ok = [r for r in rows if r["status"] == "ok"]
+    not_built = sum(1 for r in rows if r["status"] == NOT_BUILT)
     return dict(
         rows=len(rows),
         ok=len(ok),
-        failed=len(rows) - len(ok),
+        failed=len(rows) - len(ok) - not_built,
+        not_built=not_built,
         spilled=sum(1 for r in ok if r["spill_bytes"]),
         max_registers=max((r["registers"] for r in ok), default=0),
         max_shared_bytes=max((r["shared_bytes"] for r in ok), default=0),
@@ -95,7 +104,8 @@ def markdown(arch: int, rows: list[dict], notes: list[str], meta: dict) -> str:
         f"{meta['seconds']:.0f} s. Dtypes: {', '.join(meta.get('dtypes', []))}; strategies also compiled forced: "
         f"{', '.join(meta.get('forced', [])) or 'none'}.",
         "",
-        f"- compiles: {s['rows']} rows, {s['ok']} ok, {s['failed']} failed, {s['spilled']} spilled",
+        f"- compiles: {s['rows']} rows, {s['ok']} ok, {s['failed']} failed, {s['spilled']} spilled"
+        + (f", {s['not_built']} step variants not built yet" if s["not_built"] else ""),
         f"- max registers per thread: {s['max_registers']}; max shared memory: {s['max_shared_bytes']} B "
         f"(limit {s['shared_limit']} B per block)",
         f"- approximate fp math anywhere: {', '.join(approx) or 'none'} (the gate: rows that need precise math, "
@@ -107,8 +117,13 @@ def markdown(arch: int, rows: list[dict], notes: list[str], meta: dict) -> str:
         lines += ["## What fails the check", ""] + [f"- {b}" for b in bad] + [""]
     if notes:
         lines += ["## Forced strategies the dispatcher cannot plan", ""] + [f"- {n}" for n in notes] + [""]
+    variant_rows = [r for r in rows if "variant" in r]
+    if variant_rows:
+        lines += variant_table(variant_rows)
     groups: dict = defaultdict(list)
     for r in rows:
+        if "variant" in r:
+            continue
         key = (r["kernel"], r["strategy"], r["dtype"], json.dumps(r["config"], sort_keys=True))
         groups[key].append(r)
     lines += [
@@ -128,6 +143,48 @@ def markdown(arch: int, rows: list[dict], notes: list[str], meta: dict) -> str:
             f"| {_dash(spill)} | {_dash(r['shared_bytes'])} | {_dash(r['mma'])} | {_approx_cell(r)} | {picks} | {shapes} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def variant_table(rows: list[dict]) -> list[str]:
+    """The persistent-variants family (python -m bench.compile --cases persistent-variants): one
+    line per variant, dtype, reset_after, shape, block, warps and pass, persistent kernels only
+    (a backward the persistent plan cannot hold runs another strategy: left out here). A
+    candidate that spills or whose grid is not co-resident is a row too (the planner rejected it)."""
+    lines = [
+        "## Persistent step variants",
+        "",
+        "Every variant forced persistent at each hidden block and forward warp count (the backward "
+        "runs 8 warps). per SM: programs one SM holds (estimate from registers, shared memory and "
+        "threads); co-resident: the whole grid fits on the stand-in GPU at once, as the grid barrier needs.",
+        "",
+        "| variant | dtype | reset_after | H | B | BLOCK_H | warps | pass | status | regs | spill B | shared B | mma "
+        "| programs | per SM | co-resident |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for r in rows:
+        if "persistent" not in r["kernel"] and r["status"] == "ok":
+            continue
+        warps = r["config"].get("num_warps", r.get("warps"))
+        key = (r["variant"], r["dtype"], r.get("reset_after", True), r["shape"].get("H"), r["shape"].get("B"),
+               r.get("block_h"), warps, r["pass"])
+        if key in seen:
+            continue
+        seen.add(key)
+        if r["status"] == "ok":
+            status = "ok"
+        elif r["status"] == NOT_BUILT:
+            status = r["error"]
+        else:
+            status = f"**failed**: {_first_line(r['error'])[:160]}"
+        spill = f"**{r['spill_bytes']}**" if r.get("spill_bytes") else r.get("spill_bytes")
+        co = r.get("co_resident")
+        lines.append(
+            f"| {r['variant']} | {r['dtype']} | {r.get('reset_after', True)} | {r['shape'].get('H')} | {r['shape'].get('B')} "
+            f"| {r.get('block_h')} | {warps} | {r['pass']} | {status} | {_dash(r.get('registers'))} | {_dash(spill)} "
+            f"| {_dash(r.get('shared_bytes'))} | {_dash(r.get('mma'))} | {_dash(r.get('programs'))} "
+            f"| {_dash(r.get('resident_per_sm'))} | {'-' if co is None else ('yes' if co else '**no**')} |")
+    return lines + [""]
 
 
 _SHOWN = ("BLOCK_B", "BLOCK_H", "BLOCK_K", "BLOCK_HP", "BLOCK_Q", "BLOCK_T", "BLOCK_A", "BLOCK_D",
