@@ -6,7 +6,7 @@
 # inside a 540-s call):
 #   1. correctness first: the GPU tests of the hazards the interpreter hides
 #      (tests/test_gpu_hazards.py), then the GRU, dispatcher and CUDA-graph capture tests;
-#   2. the persistent kernel's variants (issue 27): bench/strategy_table.py --variants goal, every
+#   2. the persistent kernel's variants: bench/strategy_table.py --variants goal, every
 #      step variant, hidden block and warp count beside nn.GRU (eager and graphed) at T = 512
 #      (bench/variants.py has the matrix; `--dry-run` lists it with its expected duration);
 #   3. the grid-barrier floor, each barrier form alone (bench/barrier_floor.py);
@@ -16,7 +16,8 @@
 #      decoder goal rows), the other GPU tests, the rest of the suite on CUDA, the full sweep.
 # Step limits (seconds; each also capped by what is left of the budget less a 15-s reserve):
 #   machine + install ~15 | hazards 60 | GRU/dispatch/capture tests 90 | variants 225 (its own
-#   --budget-s 210: no row starts past its expected end; dry-run estimate 189) | barrier floor 30 |
+#   --budget-s 210: no row starts past its expected end; dry-run estimate 198 with the warm-up
+#   pool of 8 workers, GPU_CHECK_PRECOMPILE_WORKERS) | barrier floor 30 |
 #   goal table 45 | = 465 = 480 - 15; the quick sweep, other GPU tests, the rest of the suite and
 #   the full sweep run only on what earlier steps left unused (a test step that ends early).
 # Dropped to make room: the stepwise/rows plan-table step (both measured on 2026-11-23, neither

@@ -335,7 +335,7 @@ ALU_CPI = 2.0
 MUFU_CYCLES = 8.0
 BAR_SYNC_CYCLES = 20.0
 
-# The goal (issue 27), us per step at H 256 / 512 / 1024, and the measured old kernel (bf16
+# The goal, us per step at H 256 / 512 / 1024, and the measured old kernel (bf16
 # inference, B = 1, 4 warps: bench/results/nvidia-h100-80gb-hbm3/strategies/2026-11-23-run2/
 # strategies-persistent-w4.json).
 GOAL_US = {256: 1.0, 512: 1.2, 1024: 2.0}

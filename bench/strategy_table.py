@@ -448,7 +448,7 @@ def summarize(paths) -> str:
     return "\n".join(lines)
 
 
-VARIANT_BUDGET_S = 240.0  # the variant step's share of bench/gpu_check.sh (issue 27: under 4 minutes on an H100)
+VARIANT_BUDGET_S = 240.0  # the variant step's share of bench/gpu_check.sh (under 4 minutes on an H100)
 
 
 def _run_variants(p, a) -> int:

@@ -8,7 +8,7 @@ host's launch overhead; the eager first call is still made, and checked, because
 that compiles). Items sharing (dtype, mode, reset_after, H, B) form a cell: one nn.GRU, one float64
 reference, every variant beside them.
 
-What the issue asks for is every variant at B 1 / 8 / 64, H 256 / 512 / 1024, bf16 and fp32,
+The whole question is every variant at B 1 / 8 / 64, H 256 / 512 / 1024, bf16 and fp32,
 inference and training, T = 512. Each distinct kernel is a Triton compile of 1-6 s, and that
 whole matrix is some 500 of them: far past the 4 minutes one GPU call gives this step even with
 the compiles run in parallel first (bench/precompile.py: 8 worker processes on the H100
@@ -16,7 +16,7 @@ machine's 16 cores fill Triton's on-disk cache, and the timing process loads eac
 it). The ``goal`` set keeps T = 512 and cuts the matrix instead, most important first (a run
 stopped by its budget loses the tail; the warm-up pool takes its jobs in the same order):
 
-  1. bf16 inference, B = 1, H 256 / 512 / 1024 (the issue's goal row): the five variants of
+  1. bf16 inference, B = 1, H 256 / 512 / 1024 (the goal row): the five variants of
      VARIANTS at the dispatcher's block, then today's kernel (base) at every hidden block x warp
      count of SWEEP_BLOCKS x SWEEP_WARPS whose weight tiles fit one block's shared memory. The
      sweep takes base, not the combined variant: it continues the 2026-11-23 measurements (where

@@ -2,31 +2,20 @@
 benchmark forces (persistent_choice) or a measured table entry names, and the refusals of a
 variant that means nothing for a call. The kernels that run them: test_gru_persistent_variants.py.
 
-The planner is asked as on a pretended 132-SM sm_90 (as tests/test_gru_plan.py), the compiled
-footprint given by a stand-in that always fits."""
+The planner is asked as on a pretended 132-SM sm_90 with the measured table's fixtures of
+tests/test_gru_dispatch_table.py, the compiled footprint given by its stand-in that always fits."""
 
 import itertools
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from fastgru import backend
 from fastgru.launchers import plan as planner
 from fastgru.launchers import plan_table
 from fastgru.launchers.launch import Resources
 from fastgru.launchers.plan import PersistentChoice, PersistentVariant, persistent_choice
-
-
-@pytest.fixture
-def h100(monkeypatch):
-    monkeypatch.setattr(backend, "INTERPRET", False)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(multi_processor_count=132))
-
-
-def fits(plan):
-    return Resources(128, 3 * plan.block_h * plan.block_k * 2, plan.num_warps, 0)
+from test_gru_dispatch_table import fits, h100, table  # noqa: F401 - fixtures (h100, table) and the fit stand-in
 
 
 def _all_variants():
@@ -105,16 +94,6 @@ def _entry(**extra):
     return {"arch": "sm_90", "dtype": "bf16", "tf32": None, "mode": "inference", "reset_after": True,
             "directions": 1, "h": [182, 362], "b": [1, 2], "strategy": "persistent",
             "measured": {"H": 256, "B": 1, "device": "test GPU", "ratio": {"persistent": 2.0}}, **extra}
-
-
-@pytest.fixture
-def table(monkeypatch):
-    def install(*entries):
-        plan_table._lookup_shipped.cache_clear()
-        monkeypatch.setattr(plan_table, "load", lambda path=None: {"format": 1, "entries": list(entries)})
-        monkeypatch.setattr(plan_table, "device_arch", lambda device: "sm_90")
-    yield install
-    plan_table._lookup_shipped.cache_clear()
 
 
 def test_a_table_entry_names_the_winning_variant_block_and_warps(h100, table):

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
                         "default: the form's own list)")
     p.add_argument("--cases", default="all",
                    help="comma-separated subset of gru,gru-reset-before,cell,attention,decoder,gru-small: the case families to "
-                        "compile (default: all); persistent-variants (issue 27's step variants) only when named")
+                        "compile (default: all); persistent-variants (the persistent kernel's step variants) only when named")
     args = p.parse_args(argv)
 
     from . import driver

@@ -236,7 +236,7 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
         persistent_variants(target, grid, dtypes)
 
 
-# -- persistent-variants: the persistent kernel's step variants (issue 27), each forced through the
+# -- persistent-variants: the persistent kernel's step variants, each forced through the
 # real launchers at every hidden block and warp count. The variant names are bench/variants.py's
 # (the GPU run's list); reset_after=False and the fp32 precisions are added here.
 PERSISTENT_VARIANTS = VARIANTS.VARIANTS
@@ -247,8 +247,7 @@ FP32_VARIANTS = tuple(p if v == "base" else f"{v}+{p}" for v in ("base", VARIANT
 VARIANT_DTYPES = ("bf16", "fp32-tf32")
 VARIANT_H = (256, 512, 1024)
 VARIANT_B = (1, 8, 64)
-# fp32 only at the smaller blocks (issue 27: "at the smaller blocks where they compile without
-# spills"; 3xTF32 at BLOCK_H = 64 spilled in every earlier report).
+# fp32 only at the smaller blocks (where TF32 can compile without spills; 3xTF32 at BLOCK_H = 64 spilled in every earlier report).
 VARIANT_BLOCKS = {"bf16": VARIANTS.SWEEP_BLOCKS, "fp32-tf32": (16, 32)}
 VARIANT_WARPS = VARIANTS.SWEEP_WARPS
 
