@@ -19,7 +19,7 @@ from fastgru.launchers.plan import PERSISTENT_BLOCK_H, PersistentVariant  # noqa
 
 
 # ------------------------------------------------------------------------------------ the matrix
-def test_goal_matrix_holds_what_the_issue_asks_for():
+def test_goal_matrix_holds_every_variant_and_shape_asked_for():
     items = V.matrix("goal")
     persistent = [i for i in items if i.provider == V.PERSISTENT]
     for i in persistent:  # every variant parses, applies to its call, and names a real block / warps
