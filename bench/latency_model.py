@@ -423,7 +423,8 @@ class Case:
 
 def default_cases(variants, dtypes, hs, bs, blocks, warps, modes) -> list:
     """The cases to model: every variant x dtype x H x B x block x warps x mode given; a variant
-    meant for the other formulation (recompute) runs reset_after=False, fp32 takes the
+    meant for the other formulation (recompute) runs reset_after=False beside its two-barrier twin
+    (the same switches without recompute, reset_after=False: what it must beat), fp32 takes the
     precisions (a variant without one gets each of bench/variants.PRECISIONS)."""
     from bench import variants as V
 
@@ -435,13 +436,20 @@ def default_cases(variants, dtypes, hs, bs, blocks, warps, modes) -> list:
                 names = [p if name == "base" else f"{name}+{p}" for p in V.PRECISIONS]
             if dtype == "bf16" and any(p in name.split("+") for p in V.PRECISIONS):
                 continue
+            forms = []
             for n in names:
+                parts = n.split("+")
+                if "recompute" in parts:
+                    forms += [(n, False), ("+".join(q for q in parts if q != "recompute") or "base", False)]
+                else:
+                    forms.append((n, True))
+            for n, reset_after in forms:
                 for mode in modes:
                     for H in hs:
                         for B in bs:
                             for bh in blocks:
                                 for w in warps:
-                                    out.append(Case(n, dtype, H, B, bh, w, mode, "recompute" not in n.split("+")))
+                                    out.append(Case(n, dtype, H, B, bh, w, mode, reset_after))
     return out
 
 

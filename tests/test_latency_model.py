@@ -117,3 +117,9 @@ def test_compile_family_lists_every_variant_block_and_warp_count():
     assert all(c.block_h in (16, 32) for c in listed if c.dtype == "fp32-tf32")
     assert {c.B for c in listed if c.variant == V.COMBINED and c.dtype == "bf16"} == {1, 8, 64}
     assert "persistent-variants" not in C.FAMILIES  # opt-in: not in the full report nor CI's quick form
+
+
+def test_recompute_is_modelled_beside_its_two_barrier_twin():
+    cases = L.default_cases(["flags", "prefetch+recompute"], ["bf16"], [256], [1], [32], [4], ["inference"])
+    assert [(c.variant, c.reset_after) for c in cases] == [
+        ("flags", True), ("prefetch+recompute", False), ("prefetch", False)]
