@@ -140,3 +140,17 @@ def test_explain_names_the_persistent_variant_and_warps(h100):
         plan = planner.plan_gru(8, 512, 1, "cuda", "persistent", torch.bfloat16, resources=fits)
     line = str(Explanation("triton", "persistent", "forced", "inference", plan))
     assert line.endswith("BLOCK_H=32 K=512, 16 programs per direction, 4 warps, variant prefetch+flags")
+
+
+@pytest.mark.parametrize("record", ["dict", "name"])
+def test_a_plan_reads_back_from_its_record(record):
+    """A plan recorded as a dict (dataclasses.asdict, as the compile check's picks are stored)
+    or with its variant's name is the same plan again."""
+    import dataclasses
+
+    plan = dataclasses.replace(planner._plan("persistent", 8, 512, 16, 32, 512, 8),
+                               variant=PersistentVariant.parse("split+flags"))
+    d = dataclasses.asdict(plan)
+    if record == "name":
+        d["variant"] = plan.variant.name
+    assert planner.GRUPlan(**d) == plan and hash(planner.GRUPlan(**d)) == hash(plan)

@@ -150,6 +150,13 @@ class GRUPlan:
     bwd_num_warps: int | None = None  # the backward kernel's, when it differs
     variant: PersistentVariant = field(default=BASE_VARIANT)  # persistent only
 
+    def __post_init__(self):
+        # A plan read back from a record (dataclasses.asdict's dict, or the variant's name) is the plan.
+        if isinstance(self.variant, dict):
+            object.__setattr__(self, "variant", PersistentVariant(**self.variant))
+        elif isinstance(self.variant, str):
+            object.__setattr__(self, "variant", PersistentVariant.parse(self.variant))
+
     @property
     def backward_warps(self) -> int:
         return self.bwd_num_warps or self.num_warps
