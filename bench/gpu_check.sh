@@ -5,7 +5,8 @@
 # its own limit and all of them by GPU_CHECK_BUDGET_S (default 480 s, so the files come back
 # inside a 540-s call):
 #   1. correctness first: the GPU tests of the hazards the interpreter hides
-#      (tests/test_gpu_hazards.py), then the GRU, dispatcher and CUDA-graph capture tests;
+#      (tests/test_gpu_hazards.py), then the GRU, dispatcher, CUDA-graph capture and persistent
+#      variant tests;
 #   2. the persistent kernel's variants: bench/strategy_table.py --variants goal, every
 #      step variant, hidden block and warp count beside nn.GRU (eager and graphed) at T = 512
 #      (bench/variants.py has the matrix; `--dry-run` lists it with its expected duration);
@@ -15,10 +16,10 @@
 #   5. with what is left: the quick sweep (every suite's quick cases: the GRUCell, attention and
 #      decoder goal rows), the other GPU tests, the rest of the suite on CUDA, the full sweep.
 # Step limits (seconds; each also capped by what is left of the budget less a 15-s reserve):
-#   machine + install ~15 | hazards 60 | GRU/dispatch/capture tests 90 | variants 225 (its own
-#   --budget-s 210: no row starts past its expected end; dry-run estimate 198 with the warm-up
-#   pool of 8 workers, GPU_CHECK_PRECOMPILE_WORKERS) | barrier floor 30 |
-#   goal table 45 | = 465 = 480 - 15; the quick sweep, other GPU tests, the rest of the suite and
+#   machine + install ~15 | hazards 60 | GRU/dispatch/capture/variant tests 105 | variants 215
+#   (its own --budget-s 200: no row starts past its expected end; dry-run estimate 198 with the
+#   warm-up pool of 8 workers, GPU_CHECK_PRECOMPILE_WORKERS) | barrier floor 30 |
+#   goal table 40 | = 465 = 480 - 15; the quick sweep, other GPU tests, the rest of the suite and
 #   the full sweep run only on what earlier steps left unused (a test step that ends early).
 # Dropped to make room: the stepwise/rows plan-table step (both measured on 2026-11-23, neither
 # won a shape; bench/results/nvidia-h100-80gb-hbm3/strategies/) and the goal table's fp32 and
@@ -93,13 +94,13 @@ python3 -c "import xdist" 2>/dev/null && XDIST="-n ${GPU_CHECK_WORKERS:-8}"
 run_step "hazards the interpreter hides (pytest.log)" "${GPU_CHECK_HAZARD_S:-60}" "$OUT/pytest.log" \
   python3 -m pytest $XDIST tests/test_gpu_hazards.py $PYTEST_FLAGS
 grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40; tail -n 3 "$OUT/pytest.log"
-run_step "GRU, dispatcher and CUDA-graph capture tests on CUDA (pytest.log)" "${GPU_CHECK_TEST_S:-90}" "$OUT/pytest.log" \
-  python3 -m pytest $XDIST tests/test_gpu_gru.py tests/test_gpu_dispatch.py tests/test_gpu_capture.py $PYTEST_FLAGS
+run_step "GRU, dispatcher, CUDA-graph capture and variant tests on CUDA (pytest.log)" "${GPU_CHECK_TEST_S:-105}" "$OUT/pytest.log" \
+  python3 -m pytest $XDIST tests/test_gpu_gru.py tests/test_gpu_dispatch.py tests/test_gpu_capture.py tests/test_gpu_variants.py $PYTEST_FLAGS
 grep -E "(FAILED|ERROR)" "$OUT/pytest.log" | head -n 40; tail -n 3 "$OUT/pytest.log"
 
 # 2. The persistent kernel's variants beside nn.GRU (one JSON, written after every row). Its own
 # budget is its limit less 15 s, so it stops starting rows before the timeout would cut one.
-vsecs=$(limit "${GPU_CHECK_VARIANTS_S:-225}")
+vsecs=$(limit "${GPU_CHECK_VARIANTS_S:-215}")
 run_step "persistent variants beside nn.GRU (bench/variants.py, goal set)" "$vsecs" - \
   python3 bench/strategy_table.py --variants goal --out "$OUT" --budget-s "$(( vsecs > 30 ? vsecs - 15 : 15 ))" \
     --precompile-workers "${GPU_CHECK_PRECOMPILE_WORKERS:-8}"
@@ -109,7 +110,7 @@ run_step "grid-barrier floor, counter and flags, split and not" "${GPU_CHECK_BAR
   python3 -m bench.barrier_floor --out "$OUT"
 
 # 4. The goal table: fastgru as dispatched (the user's number) beside nn.GRU.
-run_step "goal table: dispatched beside nn.GRU, bf16, eager and graphed" "${GPU_CHECK_STRATEGY_S:-45}" - \
+run_step "goal table: dispatched beside nn.GRU, bf16, eager and graphed" "${GPU_CHECK_STRATEGY_S:-40}" - \
   python3 bench/strategy_table.py --out "$OUT" --strategies dispatched --dtypes bf16 --batches 1,8,64 --rep-ms 20
 
 # 5. Everything else, while the budget lasts.
@@ -121,7 +122,7 @@ if [ -z "${GPU_CHECK_SKIP_QUICK:-}" ]; then
 fi
 run_step "the other GPU tests (stops at the 8th failure; pytest.log)" "${GPU_CHECK_ATTN_S:-90}" "$OUT/pytest.log" \
   python3 -m pytest $XDIST -m gpu --ignore=tests/test_gpu_gru.py --ignore=tests/test_gpu_hazards.py \
-    --ignore=tests/test_gpu_dispatch.py --ignore=tests/test_gpu_capture.py --maxfail=8 $PYTEST_FLAGS
+    --ignore=tests/test_gpu_dispatch.py --ignore=tests/test_gpu_capture.py --ignore=tests/test_gpu_variants.py --maxfail=8 $PYTEST_FLAGS
 tail -n 3 "$OUT/pytest.log"
 if [ -z "${GPU_CHECK_SKIP_REST:-}" ]; then
   run_step "the rest of the suite on CUDA (pytest.log)" "${GPU_CHECK_REST_S:-90}" "$OUT/pytest.log" \

@@ -38,7 +38,7 @@ stopped by its budget loses the tail; the warm-up pool takes its jobs in the sam
   6. bf16 training, B = 8 and 64: the five variants (the backward takes only ``flags``, so two
      backward compiles per shape).
 
-Not in ``goal`` (they do not fit the step's 210 s with the estimate below; each adds 10-40 s):
+Not in ``goal`` (they do not fit the step's 200 s with the estimate below; each adds 10-40 s):
 fp32 training; fp32 at B = 64; reset_after = False at B = 8 / 64; the sweep of the combined
 variant, and the sweep at B = 64 or in training. ``smoke`` is three cells for a first look
 (about half a minute).

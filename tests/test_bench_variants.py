@@ -73,7 +73,7 @@ def test_estimate_fits_the_gpu_scripts_budget_only_with_the_warm_up_pool():
     items = V.matrix("goal")
     est = V.estimate(items, 5, 25, 10, 50, workers=V.WORKERS_H100)
     b = est["breakdown"]
-    assert est["seconds"] <= 210  # bench/gpu_check.sh's --budget-s for the variant step
+    assert est["seconds"] <= 200  # bench/gpu_check.sh's --budget-s for the variant step (215 s less 15)
     assert est["seconds"] == pytest.approx(V.STARTUP_S + b["warmup_s"] + sum(est["per_row"]), abs=0.1)
     assert b["compile_s"] == 0 and b["cache_load_s"] == pytest.approx(V.CACHE_LOAD_S * est["compiles"], abs=0.1)
     # the pool: every compile, slowed, spread over the workers after their start-up
