@@ -22,6 +22,12 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 @pytest.mark.parametrize("B,H,bi,packed", [(1, 256, False, False), (8, 512, True, True), (64, 128, True, False), (5, 1024, False, True)],
                          ids=["B1-H256", "B8-H512-bi-packed", "B64-H128-bi", "B5-H1024-packed"])
 def test_gru_cuda_parity(B, H, bi, packed, strategy, dtype):
+    check_cuda_parity(B, H, bi, packed, strategy, dtype)
+
+
+def check_cuda_parity(B, H, bi, packed, strategy, dtype):
+    """fastgru.GRU with ``strategy`` against the float64 reference, outputs and every gradient,
+    cuDNN's own error in ``dtype`` the baseline; a persistent plan that cannot hold the shape skips."""
     T, I = 96, 64
     ref = nn.GRU(I, H, bidirectional=bi).cuda().to(dtype)
     ours = fastgru.GRU(I, H, bidirectional=bi, strategy=strategy).cuda().to(dtype)

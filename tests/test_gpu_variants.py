@@ -10,13 +10,12 @@ import copy
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastgru
 from fastgru.launchers.plan import persistent_choice
 from fastgru.testing import check_close, rel_error, tolerance
 from helpers import forward_backward
-from test_gpu_gru import forward_backward_params
+from test_gpu_gru import check_cuda_parity, forward_backward_params
 
 pytestmark = pytest.mark.gpu
 
@@ -49,20 +48,8 @@ CASES = [(v, None) for v in VARIANTS] + [("prefetch+split+flags", 16)]
 @pytest.mark.parametrize("variant,block_h", CASES, ids=[f"{v}-{b or 'dispatcher'}" for v, b in CASES])
 @pytest.mark.parametrize("B,H,bi,packed", SHAPES, ids=["B1-H256", "B8-H512-bi-packed"])
 def test_variant_cuda_parity(variant, block_h, B, H, bi, packed):
-    T, I, dtype = 96, 64, torch.bfloat16
-    ref, ours = _pair(I, H, bi, dtype)
-    x = torch.randn(T, B, I, device="cuda", dtype=dtype)
-    lengths = torch.randint(1, T + 1, (B,)) if packed else None
-
-    def inp(t):
-        t = t.detach().requires_grad_()
-        return pack_padded_sequence(t, lengths, enforce_sorted=False) if packed else t
-
-    outs64, grads64 = forward_backward(copy.deepcopy(ref).double(), inp(x.double()))
-    base, base_g = forward_backward(ref, inp(x))
-    outs, grads = _forced(ours, inp(x), variant, block_h)
-    for i, (o, o64, ob) in enumerate(zip([*outs, *grads], [*outs64, *grads64], [*base, *base_g])):
-        check_close(o, o64, dtype, baseline=ob, name=f"{variant} quantity {i}")
+    with persistent_choice(variant, block_h):
+        check_cuda_parity(B, H, bi, packed, "persistent", torch.bfloat16)
 
 
 @pytest.mark.parametrize("variant", ["recompute", "prefetch+split+flags+recompute"])
