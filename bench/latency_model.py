@@ -519,13 +519,11 @@ def compile_cases(cases: list, arch: int = 90, log=print) -> list:
 
 
 def _model_row(ptx: str, meta: dict, grid, compiled: dict, case: Case) -> dict:
+    from bench.compile.cases import missing_switches
     from fastgru.launchers.plan import PersistentVariant
 
     variant = PersistentVariant.parse(case.variant)
-    wanted = {k: v for k, v in variant.forward_meta().items() if v}
-    missing = [k for k in wanted if meta.get(k) != wanted[k]]
-    if variant.precision and meta.get("DOT_PRECISION") != variant.precision:
-        missing.append(f"DOT_PRECISION={variant.precision}")
+    missing = missing_switches(variant, meta)
     step = step_path(ptx)
     passes = 3 if meta.get("DOT_PRECISION") == "tf32x3" else 1
     row = dict(status="ok" if not missing else "not built yet", registers=compiled["registers"],

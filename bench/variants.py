@@ -54,6 +54,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastgru.backend import HOPPER_LIMITS
+from fastgru.launchers.plan import persistent_candidates
+
 VARIANTS = ("base", "prefetch", "split", "flags", "prefetch+split+flags")
 COMBINED = "prefetch+split+flags"
 SWEEP_BLOCKS = (16, 32, 64)
@@ -63,8 +66,8 @@ T_DEFAULT = 512
 BASELINE = "nn.GRU"
 PERSISTENT = "persistent"
 
-# --- the H100's limits the dispatcher's first candidate is judged by (fastgru.backend.HOPPER_LIMITS)
-SMEM_PER_BLOCK = 232448
+# --- the H100's shared memory per block, by which the dispatcher passes over a candidate
+SMEM_PER_BLOCK = HOPPER_LIMITS[2]
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 # --- costs, seconds, on an H100 (calibration: the 2026-11-23 run2 files' first_call_s)
@@ -151,19 +154,23 @@ def _p(dtype, mode, H, B, variant, block_h=None, num_warps=None, reset_after=Tru
     return Item(dtype, mode, H, B, reset_after, PERSISTENT, variant, block_h, num_warps)
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
+def _candidate_blocks(B: int, H: int) -> tuple[list[int], int, int]:
+    """(hidden blocks in the dispatcher's order, BLOCK_B, BLOCK_HP) of its persistent candidates
+    for a shape (fastgru.launchers.plan.persistent_candidates)."""
+    plans = persistent_candidates(B, H, 1)
+    return list(dict.fromkeys(p.block_h for p in plans)), plans[0].block_b, plans[0].block_k
 
 
 def fits_smem(dtype: str, H: int, block_h: int) -> bool:
     """The dispatcher's pre-check: the three weight tiles of a hidden block in one block's shared
     memory (fastgru.launchers.plan._persistent_plan)."""
-    return 3 * block_h * max(16, _pow2(H)) * DTYPE_BYTES[dtype] <= SMEM_PER_BLOCK
+    return 3 * block_h * _candidate_blocks(1, H)[2] * DTYPE_BYTES[dtype] <= SMEM_PER_BLOCK
 
 
 def sweep(dtype, mode, H, B, variant="base"):
     """``variant`` at every block x warps of the sweep whose weight tiles fit shared memory."""
-    return [_p(dtype, mode, H, B, variant, bh, w) for bh in SWEEP_BLOCKS if bh <= max(16, _pow2(H))
+    blocks = _candidate_blocks(B, H)[0]
+    return [_p(dtype, mode, H, B, variant, bh, w) for bh in SWEEP_BLOCKS if bh in blocks
             and fits_smem(dtype, H, bh) for w in SWEEP_WARPS]
 
 
@@ -230,13 +237,14 @@ def cells(items) -> list[list[Item]]:
 # ------------------------------------------------------------------------------------ compiles
 def planned_block(item: Item) -> tuple[int, int]:
     """(block_h, forward warps) a persistent item runs, as far as the CPU can tell: forced ones as
-    given; otherwise the dispatcher's first candidate (64, 32, 16 with 4 warps) whose weight tiles
-    fit shared memory. On the GPU a candidate that spills or is not co-resident is passed over,
+    given; otherwise the dispatcher's first candidate (its blocks in order, 4 warps) whose weight
+    tiles fit shared memory. On the GPU a candidate that spills or is not co-resident is passed over,
     one compile more than estimated."""
     if item.block_h is not None:
         block_h = item.block_h
     else:
-        block_h = next((bh for bh in (64, 32, 16) if bh <= max(16, _pow2(item.H)) and fits_smem(item.dtype, item.H, bh)), 16)
+        blocks = _candidate_blocks(item.B, item.H)[0]
+        block_h = next((bh for bh in blocks if fits_smem(item.dtype, item.H, bh)), blocks[-1])
     return block_h, item.num_warps or 4
 
 
@@ -262,7 +270,7 @@ def kernel_keys(item: Item, tf32: bool = True) -> list[tuple]:
         precision = (precision or "tf32x3") if tf32 else "ieee"
     switches = tuple(sorted(parts - set(PRECISIONS)))
     block_h, warps = planned_block(item)
-    block_b = min(max(16, _pow2(item.B)), 64)
+    block_b = _candidate_blocks(item.B, item.H)[1]
     shape = (item.dtype, item.reset_after, item.H, block_b, _b_spec(item.B), block_h)
     keys = [("fwd", *shape, warps, item.mode == "training", switches, precision)]
     if item.mode == "training":

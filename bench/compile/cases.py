@@ -314,12 +314,17 @@ def variant_built(variant: PL.PersistentVariant, row: dict) -> str:
     if row["status"] != "ok":
         error = row.get("error") or ""
         return f"not built yet: {error.splitlines()[0][:200]}" if "unrecognised" in error else ""
-    forward = row["kernel"].startswith("gru_fwd")
+    missing = missing_switches(variant, row["config"], forward=row["kernel"].startswith("gru_fwd"))
+    return f"not built yet: the launcher does not pass {', '.join(missing)}" if missing else ""
+
+
+def missing_switches(variant: PL.PersistentVariant, config: dict, forward: bool = True) -> list[str]:
+    """The variant's constexprs (its switches that are on, its precision) a compiled launch's
+    ``config`` does not carry, as "NAME=value": empty where the compile is the variant's kernel."""
     wanted = {k: v for k, v in (variant.forward_meta() if forward else variant.backward_meta()).items() if v}
     if variant.precision is not None:
         wanted["DOT_PRECISION"] = variant.precision
-    missing = [f"{k}={v}" for k, v in wanted.items() if row["config"].get(k) != v]
-    return f"not built yet: the launcher does not pass {', '.join(missing)}" if missing else ""
+    return [f"{k}={v}" for k, v in wanted.items() if config.get(k) != v]
 
 
 def _annotate(row: dict, case: VariantCase, variant: PL.PersistentVariant) -> None:

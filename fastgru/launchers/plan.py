@@ -361,12 +361,12 @@ def table_choice(B: int, H: int, D: int, device, dtype, mode: str = "inference",
     return plan_table.lookup(plan_table.key_for(device, dtype, mode, reset_after, D, H, B))
 
 
-def _rule(B, H, D, device, dtype, strategy, resources, why="", choice=None) -> tuple[GRUPlan, str]:
+def _rule(B, H, D, device, dtype, strategy, resources, why="") -> tuple[GRUPlan, str]:
     """Today's rules (where the table has no entry, or its choice cannot run here)."""
     wants_persistent = strategy == "persistent" or (
         strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES and not was_refused(B, H, D, device, dtype))
     if wants_persistent and resources is not None:
-        plan = _persistent_plan(B, H, D, device, dtype, resources, choice)
+        plan = _persistent_plan(B, H, D, device, dtype, resources)
         if plan is not None:
             return plan, why + ("forced" if strategy else "rule: bf16/fp16 run persistent where a plan fits")
     if strategy == "persistent":
