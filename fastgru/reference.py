@@ -77,23 +77,83 @@ def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0
 
 
 def stack_layers(x, h0, weights, num_layers, bidirectional, dropout, training, direction):
-    """nn.GRU's stacking around ``direction(layer_input, h0_k, weights_k, reverse) -> (out, h_n)``:
-    the directions' outputs concatenated, dropout between layers (training only), the final
-    states stacked layer by layer, forward direction first."""
+    """nn.GRU's (and nn.LSTM's) stacking around ``direction(layer_input, state0_k, weights_k,
+    reverse) -> (out, state_n)``: the directions' outputs concatenated, dropout between layers
+    (training only), the final states stacked layer by layer, forward direction first. A state is
+    one tensor (h, the GRU) or a tuple of them ((h, c), the LSTM; ``h0`` then a tuple of (L*D, B, .)
+    tensors, and the result a tuple of stacks)."""
     D = 2 if bidirectional else 1
     layer_in = x
-    h_n = []
+    states = []
     for layer in range(num_layers):
         outs = []
         for d in range(D):
             k = layer * D + d
-            out, h = direction(layer_in, h0[k], weights[k], d == 1)
+            state0 = tuple(h[k] for h in h0) if isinstance(h0, tuple) else h0[k]
+            out, state = direction(layer_in, state0, weights[k], d == 1)
             outs.append(out)
-            h_n.append(h)
+            states.append(state)
         layer_in = torch.cat(outs, dim=-1) if D == 2 else outs[0]
         if dropout > 0 and training and layer < num_layers - 1:
             layer_in = F.dropout(layer_in, p=dropout, training=True)
-    return layer_in, torch.stack(h_n)
+    if isinstance(h0, tuple):
+        return layer_in, tuple(torch.stack(parts) for parts in zip(*states))
+    return layer_in, torch.stack(states)
+
+
+# ----------------------------------------------------------------------------------------------
+# LSTM: exactly nn.LSTM's equations, gate order (i, f, g, o).
+#   i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)      f = sigmoid(W_if x + b_if + W_hf h + b_hf)
+#   g = tanh(W_ig x + b_ig + W_hg h + b_hg)         o = sigmoid(W_io x + b_io + W_ho h + b_ho)
+#   c' = f * c + i * g
+#   h' = o * tanh(c')                  (proj_size > 0: h' = W_hr (o * tanh(c')), of size proj_size)
+# The recurrent state h has R = proj_size (or H) features, the cell state c has H. Every bias
+# sits outside a product with a gate, so b_ih + b_hh act as one bias.
+# ----------------------------------------------------------------------------------------------
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None):
+    """One LSTM step. x (B, I), h (B, R), c (B, H), w_ih (4H, I), w_hh (4H, R), w_hr (R, H) or
+    None (then R = H) -> (h' (B, R), c' (B, H))."""
+    a_i, a_f, a_g, a_o = (F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+    c_new = torch.sigmoid(a_f) * c + torch.sigmoid(a_i) * torch.tanh(a_g)
+    h_new = torch.sigmoid(a_o) * torch.tanh(c_new)
+    if w_hr is not None:
+        h_new = F.linear(h_new, w_hr)
+    return h_new, c_new
+
+
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, lengths=None, reverse=False):
+    """One direction of one LSTM layer over a time-major sequence, with gru_layer's semantics
+    for ``lengths`` and ``reverse`` (past its length a row carries h and c unchanged and outputs
+    zero). x (T, B, I), h0 (B, R), c0 (B, H) -> (out (T, B, R), (h_n (B, R), c_n (B, H)))."""
+    T, B = x.shape[0], x.shape[1]
+    rows = torch.arange(B, device=x.device)
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.long)
+    lengths = lengths.to(device=x.device, dtype=torch.long)
+    out = x.new_zeros(T, B, h0.shape[-1])
+    h, c = h0, c0
+    for s in range(T):
+        valid = (s < lengths).unsqueeze(1)
+        t = (lengths - 1 - s).clamp(min=0) if reverse else torch.full_like(lengths, s)
+        h_new, c_new = lstm_cell(x[t, rows], h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
+        out = out.index_put((t[valid[:, 0]], rows[valid[:, 0]]), h_new[valid[:, 0]])
+        h, c = torch.where(valid, h_new, h), torch.where(valid, c_new, c)
+    return out, (h, c)
+
+
+def lstm(x, hx, weights, num_layers, bidirectional=False, lengths=None, dropout=0.0, training=False):
+    """A stack of LSTM layers over time-major x (T, B, I), nn.LSTM's stacking.
+
+    hx: (h0 (L * D, B, R), c0 (L * D, B, H)). weights: one (w_ih, w_hh, b_ih, b_hh, w_hr) per layer
+    and direction, forward direction first (nn.LSTM's parameter order; biases and w_hr may be
+    None). Returns (out (T, B, D * R), (h_n (L * D, B, R), c_n (L * D, B, H))).
+    """
+    def direction(inp, state, w, reverse):
+        return lstm_layer(inp, *state, *w, lengths, reverse=reverse)
+
+    return stack_layers(x, tuple(hx), weights, num_layers, bidirectional, dropout, training, direction)
 
 
 # ----------------------------------------------------------------------------------------------

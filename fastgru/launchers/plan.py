@@ -61,6 +61,8 @@ PERSISTENT_DEFAULT_DTYPES = (torch.bfloat16, torch.float16)
 
 # The persistent kernel's step variants (PersistentVariant's switches, in name order).
 VARIANT_SWITCHES = ("prefetch", "split", "flags", "recompute")
+# Gate tiles of W_hh a persistent program holds, per recurrence family.
+GATES = {"gru": 3, "lstm": 4}
 VARIANT_PRECISIONS = ("tf32", "tf32x3")
 
 
@@ -262,12 +264,13 @@ def persistent_choice(variant: PersistentVariant | str = BASE_VARIANT, block_h: 
 
 
 def _persistent_plan(B, H, D, device, dtype, resources: Callable[[GRUPlan], Optional[Resources]],
-                     choice: PersistentChoice | None = None) -> GRUPlan | None:
+                     choice: PersistentChoice | None = None, family: str = "gru") -> GRUPlan | None:
     """The first candidate whose compiled kernel (``resources`` compiles it) runs without spills
     and whose whole grid is co-resident, as the grid barrier needs; None when none is. A
     candidate whose weight tiles alone exceed one block's shared memory (where the compiler
     stages them) is passed over without compiling. ``choice`` (a forced one first: see
-    persistent_choice) sets the variant and may narrow the candidates to one block and warp count."""
+    persistent_choice) sets the variant and may narrow the candidates to one block and warp count.
+    ``family``: "gru" (three gate tiles of W_hh a program) or "lstm" (four)."""
     choice = _forced_choice or choice or DEFAULT_CHOICE
     sms = backend.sm_count(device)
     smem_per_block = backend.sm_limits(device)[2]
@@ -278,7 +281,7 @@ def _persistent_plan(B, H, D, device, dtype, resources: Callable[[GRUPlan], Opti
         if choice.num_warps is not None and plan.num_warps != choice.num_warps:
             continue
         plan = replace(plan, variant=choice.variant)
-        if plan.programs * D > sms * 32 or 3 * plan.block_h * plan.block_k * weight_bytes > smem_per_block:
+        if plan.programs * D > sms * 32 or GATES[family] * plan.block_h * plan.block_k * weight_bytes > smem_per_block:
             continue
         res = resources(plan)
         if res is not None and plan.programs * D <= sms * resident_programs(res, device):
@@ -361,12 +364,12 @@ def table_choice(B: int, H: int, D: int, device, dtype, mode: str = "inference",
     return plan_table.lookup(plan_table.key_for(device, dtype, mode, reset_after, D, H, B))
 
 
-def _rule(B, H, D, device, dtype, strategy, resources, why="") -> tuple[GRUPlan, str]:
+def _rule(B, H, D, device, dtype, strategy, resources, why="", family="gru") -> tuple[GRUPlan, str]:
     """Today's rules (where the table has no entry, or its choice cannot run here)."""
     wants_persistent = strategy == "persistent" or (
         strategy is None and dtype in PERSISTENT_DEFAULT_DTYPES and not was_refused(B, H, D, device, dtype))
     if wants_persistent and resources is not None:
-        plan = _persistent_plan(B, H, D, device, dtype, resources)
+        plan = _persistent_plan(B, H, D, device, dtype, resources, family=family)
         if plan is not None:
             return plan, why + ("forced" if strategy else "rule: bf16/fp16 run persistent where a plan fits")
     if strategy == "persistent":
@@ -392,9 +395,12 @@ def _rule(B, H, D, device, dtype, strategy, resources, why="") -> tuple[GRUPlan,
 def plan_with_reason(
     B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32,
     resources: Callable[[GRUPlan], Optional[Resources]] | None = None, mode: str = "inference",
-    reset_after: bool = True,
+    reset_after: bool = True, family: str = "gru",
 ) -> tuple[GRUPlan, str]:
-    """plan_gru, and why: "forced", the table entry taken, or the rule applied."""
+    """plan_gru, and why: "forced", the table entry taken, or the rule applied. ``family``: "gru",
+    or "lstm" (four gate tiles; the measured table holds GRU entries only, so the rules plan it)."""
+    if family not in GATES:
+        raise ValueError(f"family must be one of {tuple(GATES)}, got {family!r}")
     if strategy is not None and strategy not in KERNEL_STRATEGIES:
         raise ValueError(f"strategy must be one of {KERNEL_STRATEGIES} or None here, got {strategy!r}")
     if _forced_choice is not None:
@@ -413,10 +419,10 @@ def plan_with_reason(
         return _plan(strategy or "rows", B, H, block_b, block_h, block_h, 4), (
             "forced" if strategy else "interpreter: rows, one tile over all of H")
     if strategy is not None:
-        return _rule(B, H, D, device, dtype, strategy, resources)
-    entry = table_choice(B, H, D, device, dtype, mode, reset_after)
+        return _rule(B, H, D, device, dtype, strategy, resources, family=family)
+    entry = table_choice(B, H, D, device, dtype, mode, reset_after) if family == "gru" else None
     if entry is None:
-        return _rule(B, H, D, device, dtype, None, resources)
+        return _rule(B, H, D, device, dtype, None, resources, family=family)
     chosen, why = entry["strategy"], plan_table.describe(entry)
     if chosen == "persistent" and resources is not None and not was_refused(B, H, D, device, dtype):
         plan = _persistent_plan(B, H, D, device, dtype, resources, PersistentChoice.of_entry(entry))
@@ -431,7 +437,7 @@ def plan_with_reason(
 def plan_gru(
     B: int, H: int, D: int, device, strategy: str | None = None, dtype=torch.float32,
     resources: Callable[[GRUPlan], Optional[Resources]] | None = None, mode: str = "inference",
-    reset_after: bool = True,
+    reset_after: bool = True, family: str = "gru",
 ) -> GRUPlan:
     """Strategy and tile sizes for batch B, hidden H, D directions on ``device``.
     ``strategy`` forces a choice (benchmarks, tests); None takes the measured table's entry for
@@ -440,4 +446,4 @@ def plan_gru(
     (the launcher builds and compiles it, so the fit is the real kernel's): persistent needs it
     (without it persistent is not considered); rows and stepwise use it to step down to leaner
     tiles where a tile spills."""
-    return plan_with_reason(B, H, D, device, strategy, dtype, resources, mode, reset_after)[0]
+    return plan_with_reason(B, H, D, device, strategy, dtype, resources, mode, reset_after, family)[0]
