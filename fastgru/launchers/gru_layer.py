@@ -90,7 +90,7 @@ def _folded_input_bias(b_ih, b_hh, D, H, reset_after):
     return b_ih + b_hh_rz.reshape(-1)
 
 
-def _run_planned(plan, run, fit, B, H, D, device, dtype, strategy, mode, reset_after):
+def _run_planned(plan, run, fit, B, H, D, device, dtype, strategy, mode, reset_after, family="gru"):
     """``run(plan)``. Where the device refuses a persistent plan's cooperative launch (a
     RuntimeError at launch: its grid was not co-resident after all), the dispatcher's next
     choice for the shape runs instead, with one warning a process (plan.persistent_refused); a
@@ -102,7 +102,7 @@ def _run_planned(plan, run, fit, B, H, D, device, dtype, strategy, mode, reset_a
         return run(plan)
     except RuntimeError as exc:
         persistent_refused(B, H, D, device, dtype, exc, forced=strategy == "persistent")
-    return run(plan_gru(B, H, D, device, None, dtype, resources=fit, mode=mode, reset_after=reset_after))
+    return run(plan_gru(B, H, D, device, None, dtype, resources=fit, mode=mode, reset_after=reset_after, family=family))
 
 
 def _forward_launches(gx, x, w_hh, b_hh, lengths, batch_first, save, reset_after):

@@ -351,7 +351,7 @@ def persistent_refused(B: int, H: int, D: int, device, dtype, exc: BaseException
     if not _warned:
         _warned = True
         warnings.warn(
-            f"fastgru: the device refused the persistent GRU kernel's cooperative launch for B={B}, H={H}, D={D} in "
+            f"fastgru: the device refused a persistent kernel's cooperative launch for B={B}, H={H}, D={D} in "
             f"{dtype} ({exc}); running another strategy for this shape from now on. This warning is shown once per "
             "process; later refusals fall back silently",
             PersistentFallbackWarning, stacklevel=3,
