@@ -3,6 +3,7 @@ setup that builds a case's providers. A case and the quick GRU cases come from f
 
 Providers beyond the GRU ones (fastgru, nn.GRU, compiled_ref):
   nn.GRUCell    the cell suite's baseline (cell_providers.py)
+  nn.LSTM       the lstm suite's baseline (fastgru/bench/lstm_providers.py; cuDNN on CUDA)
   naive_ref     the reference attention in plain PyTorch (materializes the score tensors)
   sdpa          torch.nn.functional.scaled_dot_product_attention (dot attention only; around the
                 same projections for multi-head dot attention)
@@ -17,16 +18,19 @@ from __future__ import annotations
 
 import itertools
 
-from fastgru.bench.cases import (DTYPES, MODES, QUICK_COMPILE_SKIP, Case, compile_split, default_dtypes, gru_case,
-                                  gru_shape, quick_gru_cases)
+from fastgru.bench.cases import (CUDNN_PERSISTENT, DTYPES, MODES, QUICK_COMPILE_SKIP, Case, compile_split,
+                                  default_dtypes, gru_case, gru_shape, lstm_case, lstm_shape, quick_gru_cases,
+                                  quick_lstm_cases)
 from fastgru.bench.gru_providers import gru_setup
+from fastgru.bench.lstm_providers import lstm_setup
 
 from bench.attention_providers import attention_setup
 from bench.cell_providers import cell_setup
 from bench.decoder_providers import decoder_setup
 
-SUITES = ("gru", "cell", "attention", "decoder")
-SETUPS = {"gru": gru_setup, "cell": cell_setup, "attention": attention_setup, "decoder": decoder_setup}
+SUITES = ("gru", "lstm", "cell", "attention", "decoder")
+SETUPS = {"gru": gru_setup, "lstm": lstm_setup, "cell": cell_setup, "attention": attention_setup,
+          "decoder": decoder_setup}
 
 BATCHES = (1, 8, 32, 128, 512)
 HIDDENS = (128, 256, 512, 1024)
@@ -95,6 +99,38 @@ def gru_cases(quick=False, dtypes=("fp32", "bf16")):
     # of the second phase per step: a second grid barrier in the persistent strategy).
     grid += [gru_shape(B, H, T, reset_after=False) for T in SEQ_LENS for H in (256, 512, 1024) for B in (1, 8, 64)]
     return _ordered(compile_split(gru_case(m, d, s), *_gru_compiles(s)) for d in dtypes for m in MODES for s in grid)
+
+
+# The LSTM suite (fastgru.LSTM vs nn.LSTM, eager and graphed). First the shapes where PyTorch gives
+# cuDNN's persistent LSTM (bench/lstm_cudnn.py): fp16 (the only dtype it takes), one layer, one
+# direction, I = H, H and B from the lists below, T = 512; they run whenever a 16-bit dtype does
+# (the default on CUDA), the headline shape (CUDNN_PERSISTENT) first. Then the general grid in
+# the run's dtypes, projections (proj_size, cuDNN's STANDARD algorithm), a bidirectional stack and
+# packed input.
+LSTM_PERSIST_H = (768, 256, 512, 1024)
+LSTM_PERSIST_B = (16, 8, 64, 128)
+LSTM_T = 512
+LSTM_HIDDENS = (256, 512, 1024)
+LSTM_BATCHES = (1, 8, 64)
+LSTM_PROJ = ((512, 128), (1024, 256))  # (H, proj_size)
+
+
+def lstm_cases(quick=False, dtypes=("fp32", "bf16")):
+    if quick:
+        return quick_lstm_cases(dtypes)
+    persist = []
+    if set(dtypes) & {"bf16", "fp16"}:
+        head = lstm_shape(*CUDNN_PERSISTENT)
+        persist = [head] + [s for H in LSTM_PERSIST_H for B in LSTM_PERSIST_B
+                            if (s := lstm_shape(B, H, LSTM_T)) != head]
+    grid = [lstm_shape(B, H, LSTM_T) for H in LSTM_HIDDENS for B in LSTM_BATCHES]
+    grid += [lstm_shape(B, H, LSTM_T, proj=P) for H, P in LSTM_PROJ for B in (8, 64)]
+    grid += [lstm_shape(B, H, LSTM_T, layers=2, bidirectional=True) for H in (256, 512) for B in (8, 64)]
+    grid += [lstm_shape(64, 512, LSTM_T, packed=True)]
+    cases = [lstm_case(m, "fp16", s) for s in persist for m in MODES]
+    cases += [lstm_case(m, d, s) for d in dtypes for m in MODES for s in grid]
+    seen = set()  # a grid shape already among the persistent ones (in fp16) runs once
+    return [c for c in cases if not (c.id in seen or seen.add(c.id))]
 
 
 def cell_cases(quick=False, dtypes=("fp32", "bf16")):
@@ -188,7 +224,7 @@ def select(suite="all", quick=False, dtypes=None, device="cpu"):
     if unknown:
         raise ValueError(f"unknown dtype(s) {sorted(unknown)}; choose from {sorted(DTYPES)}")
     suites = SUITES if suite == "all" else (suite,)
-    makers = {"gru": gru_cases, "cell": cell_cases, "attention": attention_cases, "decoder": decoder_cases}
+    makers = {"gru": gru_cases, "lstm": lstm_cases, "cell": cell_cases, "attention": attention_cases, "decoder": decoder_cases}
     cases = []
     for s in suites:
         if s not in makers:

@@ -209,7 +209,7 @@ def test_tf32_follows_the_library_rule(monkeypatch):
         rows = runner.run_case(case, "cpu", S.SETUPS[case.suite], **FAST)
         assert rows[0]["status"] == "ok", rows[0]["error"]
     assert seen == [(torch.float32, "cudnn"), (torch.float32, "matmul"), (torch.float32, "matmul")]
-    assert set(runner.SETUPS) == {"gru"}  # the shipped runner knows the GRU suite only
+    assert set(runner.SETUPS) == {"gru", "lstm"}  # the shipped runner knows the recurrent suites only
 
 
 def test_split_case_shares_speedups():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import fastgru.kernels
-from bench.compile import report
+from bench.compile import cases, report
 from bench.compile.ptxas import approx_ops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,9 @@ def test_every_kernel_compiles_in_every_dtype(quick_report):
     assert len(expected) >= 13, f"kernel discovery found too few kernels: {sorted(expected)}"
     for dtype in ("bf16", "fp16", "fp32-tf32", "fp32-ieee", "fp64"):
         ok = {r["kernel"] for r in rows if r["dtype"] == dtype and r["status"] == "ok"}
-        assert not expected - ok, f"{dtype}: not compiled ok: {sorted(expected - ok)}"
+        # The LSTM's kernels compile in the quick form's LSTM dtypes only (cases.QUICK.lstm_dtypes).
+        wanted = {k for k in expected if not k.startswith("lstm_") or dtype in cases.QUICK.lstm_dtypes}
+        assert not wanted - ok, f"{dtype}: not compiled ok: {sorted(wanted - ok)}"
     failed = [f"{r['kernel']} {r['dtype']}: {r['error'][:300]}" for r in rows if r["status"] != "ok"]
     assert not failed, "\n".join(failed)
 
@@ -83,10 +85,29 @@ def test_rows_carry_what_ptxas_and_the_ptx_say(quick_report):
         assert r["mma"] in ("wgmma", "mma.sync", "fma"), where
         assert r["config"].get("num_warps") in (1, 2, 4, 8, 16), where
     # The recurrence's h @ W_hh in bf16/fp16 must reach the tensor cores, never plain FMA.
-    lowp_fwd = [r for r in rows if r["dtype"] in ("bf16", "fp16") and r["kernel"].startswith("gru_fwd")]
+    lowp_fwd = [r for r in rows if r["dtype"] in ("bf16", "fp16") and r["kernel"].startswith(("gru_fwd", "lstm_fwd"))]
     assert lowp_fwd and all(r["mma"] in ("wgmma", "mma.sync") for r in lowp_fwd), [
         (r["kernel"], r["dtype"], r["mma"]) for r in lowp_fwd
     ]
+
+
+def test_lstm_families_in_the_quick_form(quick_report):
+    """The LSTM's quick form: the layer at the dispatcher's pick and with every strategy forced,
+    with and without proj_size, and the cell, each forward and backward; every kernel the
+    launchers use ran, the persistent ones on the tensor cores, and none spills."""
+    _, rows, _ = quick_report
+    lstm = [r for r in rows if r["kernel"].startswith("lstm_") and not r["probe"]]
+    assert {r["dtype"] for r in lstm} == set(cases.QUICK.lstm_dtypes)
+    for proj in (False, True):
+        layer = [r for r in lstm if "cell" not in r["kernel"] and ("P" in r["shape"]) == proj]
+        ran = {(r["strategy"], r["pass"]) for r in layer if r["status"] == "ok"}
+        assert ran >= {(s, p) for s in ("rows", "stepwise", "persistent") for p in ("forward", "backward")}, (proj, ran)
+        assert {r["pick"] for r in layer} == {"dispatcher", "forced"}
+    assert any(r["kernel"] == "lstm_fwd_proj_kernel" and r["strategy"] == "stepwise" for r in lstm)
+    assert {r["kernel"] for r in lstm if "cell" in r["kernel"]} == {"lstm_cell_fwd_kernel", "lstm_cell_bwd_kernel"}
+    persistent = [r for r in lstm if "persistent" in r["kernel"]]
+    assert persistent and all(r["mma"] in ("wgmma", "mma.sync") for r in persistent)
+    assert not [(r["kernel"], r["shape"], r["spill_bytes"]) for r in lstm if r["status"] == "ok" and r["spill_bytes"]]
 
 
 def test_approximate_math_column_and_gate(quick_report):

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # fastgru.bench in the wheel: the quick GRU cases, the GRU providers, the checked timing, the table.
 SHIPPED_BENCH = {
-    "__init__.py", "cases.py", "environment.py", "flops.py", "gru_providers.py", "progress.py", "providers.py",
+    "__init__.py", "cases.py", "environment.py", "flops.py", "gru_providers.py", "lstm_providers.py", "progress.py", "providers.py",
     "runner.py", "sweep.py", "table.py", "timing.py",
 }
 

@@ -41,6 +41,13 @@ class Grid:
     # gru-small: hidden sizes below the MMA's minimum tile and around it, every one; the layer at
     # B = SMALL_B in both directions and the cell, the dispatcher's own picks only.
     small_h: tuple = tuple(range(1, 17))
+    # The LSTM (families lstm, lstm-proj, lstm-cell): layers (B, H, D) at the dispatcher's pick and
+    # with each of lstm_forced; lstm_proj (B, H, P, D) the same with proj_size P; cells (B, H).
+    lstm: tuple = ()
+    lstm_proj: tuple = ()
+    lstm_forced: tuple = ("rows", "stepwise", "persistent")
+    lstm_cell: tuple = ()
+    lstm_dtypes: tuple | None = None  # the dtypes the LSTM families compile in (None: every dtype of the run)
     T: int = 2
     I: int = 64
 
@@ -52,12 +59,19 @@ FULL = Grid(
     cell=tuple((B, H) for B in (1, 64, 512) for H in (256, 1024)),
     attention=tuple((32, Tq, T, A, D) for Tq in (1, 64) for T in (128, 512) for A in (64, 128) for D in (128, 256)),
     decoder=tuple((N, T_in, H, K) for N in (1, 8, 64) for T_in in (64, 512) for H in (256, 512) for K in (H, 2 * H)),
+    lstm=tuple((B, H, D) for H in (256, 512, 1024) for B in (1, 16, 64) for D in (1, 2)),
+    lstm_proj=tuple((B, H, H // 2, D) for H in (256, 512, 1024) for B in (1, 16, 64) for D in (1, 2)),
+    lstm_cell=tuple((B, H) for B in (1, 64, 512) for H in (256, 1024)),
 )
 # CI's form: every kernel (every strategy forced), one small shape per dtype, one config each.
 QUICK = Grid(gru=((8, 64, 2),), gru_forced=("rows", "stepwise", "persistent"), gru_reset_before=((8, 64, 2),),
              cell=((8, 64),),
              attention=((2, 1, 32, 32, 32), (2, 16, 32, 32, 32)), decoder=((8, 32, 64, 64),),
-             decoder_alternate=True, small_h=())
+             decoder_alternate=True, small_h=(), lstm=((8, 64, 2),), lstm_proj=((8, 64, 32, 2),), lstm_cell=((8, 64),),
+             lstm_dtypes=("bf16",))
+# The quick form compiles the LSTM's kernels in bf16 only: every LSTM kernel in all five dtypes
+# took 240 s more on 2 shared cores (2026-12, Triton 3.9: fp32-ieee alone 107 s), bf16 24 s. The
+# other dtypes are the full form's (the committed report), as the GRU's larger shapes are.
 # (The quick form leaves gru-small out: tests/test_gru_small_hidden.py compiles it with exact
 # specialization, H = 1, 16 and the rest being different binaries, and runs the picks.)
 
@@ -92,6 +106,30 @@ class _NotPlanned(Exception):
     """plan_gru cannot hold this shape with the forced strategy (not a compile failure)."""
 
 
+def _layer_passes(target, dtype_label, shape, strategy, forward, backward):
+    """One layer's forward (``forward()``, saving for backward) and backward (``backward(res)``, on
+    the forward's result) under the compile target, labelled with ``shape``; a forced strategy the
+    planner refuses is a note. Returns the strategies whose kernels ran in both passes."""
+    pick = "dispatcher" if strategy is None else "forced"
+    start = len(target.rows)
+    res = None
+    for pass_ in ("forward", "backward"):
+        with target.case(strategy="gru", dtype=dtype_label, shape=shape, pick=pick, **{"pass": pass_}):
+            try:
+                if pass_ == "forward":
+                    res = _guarded(target, forward.__name__, forward)
+                    if res is None:
+                        break
+                else:
+                    _guarded(target, backward.__name__, backward, res)
+            except _NotPlanned as exc:
+                target.notes.append(f"{dtype_label} {_fmt(shape)} {pass_}: {exc}")
+                if pass_ == "forward":
+                    break
+    ran = [{r["strategy"] for r in target.rows[start:] if not r["probe"] and r["pass"] == p} for p in ("forward", "backward")]
+    return ran[0] & ran[1]
+
+
 def gru_layer(target, dtype_label, B, H, D, T, I, strategy, reset_after=True):
     """One layer's forward (save=True) and backward with ``strategy`` (None: the dispatcher's pick).
     Returns the strategies whose kernels ran in both passes."""
@@ -100,27 +138,57 @@ def gru_layer(target, dtype_label, B, H, D, T, I, strategy, reset_after=True):
     x, h0, w_ih, w_hh, b_ih, b_hh = z(T, B, I), z(D, B, H), z(D * 3 * H, I), z(D, 3 * H, H), z(D * 3 * H), z(D, 3 * H)
     lengths = torch.full((B,), T, dtype=torch.int64)
     shape = dict(B=B, H=H, D=D, T=T, I=I, **({} if reset_after else {"reset_after": False}))
-    pick = "dispatcher" if strategy is None else "forced"
-    start = len(target.rows)
-    for pass_ in ("forward", "backward"):
-        with target.case(strategy="gru", dtype=dtype_label, shape=shape, pick=pick, **{"pass": pass_}):
-            try:
-                if pass_ == "forward":
-                    res = _guarded(target, "gru_layer_forward", AG.gru_layer_forward,
-                                   x, h0, w_ih, w_hh, b_ih, b_hh, lengths, False, True, strategy, reset_after)
-                    if res is None:
-                        break
-                    out, _, (hprev, gates) = res
-                else:
-                    _guarded(target, "gru_layer_backward", AG.gru_layer_backward,
-                             torch.zeros_like(out), z(D, B, H), x, w_ih, w_hh, lengths, hprev, gates, False, strategy,
-                             reset_after)
-            except _NotPlanned as exc:
-                target.notes.append(f"{dtype_label} {_fmt(shape)} {pass_}: {exc}")
-                if pass_ == "forward":
-                    break
-    ran = [{r["strategy"] for r in target.rows[start:] if not r["probe"] and r["pass"] == p} for p in ("forward", "backward")]
-    return ran[0] & ran[1]
+
+    def gru_layer_forward():
+        return AG.gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, False, True, strategy, reset_after)
+
+    def gru_layer_backward(res):
+        out, _, (hprev, gates) = res
+        return AG.gru_layer_backward(torch.zeros_like(out), z(D, B, H), x, w_ih, w_hh, lengths, hprev, gates, False,
+                                     strategy, reset_after)
+    return _layer_passes(target, dtype_label, shape, strategy, gru_layer_forward, gru_layer_backward)
+
+
+def lstm_layer(target, dtype_label, B, H, D, T, I, strategy, proj=0):
+    """One LSTM layer's forward (save=True) and backward through fastgru/launchers/lstm_layer.py
+    with ``strategy`` (None: the dispatcher's pick), proj_size ``proj``. Returns the strategies
+    whose kernels ran in both passes."""
+    from fastgru.launchers import lstm_layer as AL
+
+    dt = DTYPES[dtype_label][0]
+    z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
+    R = proj or H
+    x, h0, c0 = z(T, B, I), z(D, B, R), z(D, B, H)
+    w_ih, w_hh, b_ih, b_hh = z(D * 4 * H, I), z(D, 4 * H, R), z(D * 4 * H), z(D, 4 * H)
+    w_hr = z(D, proj, H) if proj else None
+    lengths = torch.full((B,), T, dtype=torch.int64)
+    shape = dict(B=B, H=H, **({"P": proj} if proj else {}), D=D, T=T, I=I)
+
+    def lstm_layer_forward():
+        return AL.lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, False, True, strategy)
+
+    def lstm_layer_backward(res):
+        out, _, _, (hprev, gates) = res
+        return AL.lstm_layer_backward(torch.zeros_like(out), z(D, B, R), z(D, B, H), x, w_ih, w_hh, w_hr, lengths,
+                                      hprev, gates, False, strategy)
+    return _layer_passes(target, dtype_label, shape, strategy, lstm_layer_forward, lstm_layer_backward)
+
+
+def lstm_cell(target, dtype_label, B, H):
+    """The fused LSTMCell step (fastgru/launchers/lstm_cell.py), forward saving, then backward."""
+    from fastgru.launchers import lstm_cell as ALC
+
+    dt = DTYPES[dtype_label][0]
+    I = H
+    z = lambda *shape: torch.zeros(shape, dtype=dt)  # noqa: E731
+    x, h, c, w_ih, w_hh, b = z(B, I), z(B, H), z(B, H), z(4 * H, I), z(4 * H, H), z(4 * H)
+    label = dict(strategy="cell", dtype=dtype_label, shape=dict(B=B, H=H, I=I), pick="dispatcher")
+    with target.case(**label, **{"pass": "forward"}):
+        res = _guarded(target, "lstm_cell_forward", ALC.lstm_cell_forward, x, h, c, w_ih, w_hh, b, b, True)
+    if res is None:
+        return
+    with target.case(**label, **{"pass": "backward"}):
+        _guarded(target, "lstm_cell_backward", ALC.lstm_cell_backward, z(B, H), z(B, H), x, h, w_ih, w_hh, res[2])
 
 
 def gru_cell(target, dtype_label, B, H):
@@ -191,10 +259,11 @@ def _fmt(shape: dict) -> str:
 
 
 # What --cases selects: GRU layers, GRU layers with reset_after=False, GRUCell, attention, the
-# decoder, and the small-H GRU layers and cells (gru-small). OPT_IN_FAMILIES run only when named
+# decoder, the small-H GRU layers and cells (gru-small), and the LSTM: layers (lstm), layers with
+# proj_size = H / 2 (lstm-proj), and LSTMCell (lstm-cell). OPT_IN_FAMILIES run only when named
 # (--cases persistent-variants): not part of "all", so neither the full report nor CI's quick form
 # pays for them.
-FAMILIES = ("gru", "gru-reset-before", "cell", "attention", "decoder", "gru-small")
+FAMILIES = ("gru", "gru-reset-before", "cell", "attention", "decoder", "gru-small", "lstm", "lstm-proj", "lstm-cell")
 OPT_IN_FAMILIES = ("persistent-variants",)
 SMALL_B = 3
 
@@ -224,6 +293,8 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
                 gru_cell(target, label, B, H)
             if "gru-small" in families:
                 gru_small(target, label, grid)
+            if grid.lstm_dtypes is None or label in grid.lstm_dtypes:
+                lstm_families(target, label, grid, families)
             for score in AA.SCORES if "attention" in families else ():
                 for N, Tq, T, F, D in grid.attention:
                     attention(target, label, score, N, Tq, T, F, D)
@@ -234,6 +305,21 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
                     decoder(target, label, score, N, grid.T, T_in, H, K)
     if "persistent-variants" in families:
         persistent_variants(target, grid, dtypes)
+
+
+def lstm_families(target, label, grid: Grid, families) -> None:
+    """The LSTM's families in one dtype: each layer shape at the dispatcher's pick, then forced
+    with every strategy of grid.lstm_forced that the pick did not already run (a persistent plan
+    that does not fit is the planner's refusal, a note); then the cells."""
+    layers = [(B, H, 0, D) for B, H, D in grid.lstm] if "lstm" in families else []
+    layers += list(grid.lstm_proj) if "lstm-proj" in families else []
+    for B, H, P, D in layers:
+        ran = lstm_layer(target, label, B, H, D, grid.T, grid.I, None, P)
+        for strategy in grid.lstm_forced:
+            if strategy not in ran:
+                lstm_layer(target, label, B, H, D, grid.T, grid.I, strategy, P)
+    for B, H in grid.lstm_cell if "lstm-cell" in families else ():
+        lstm_cell(target, label, B, H)
 
 
 # -- persistent-variants: the persistent kernel's step variants, each forced through the

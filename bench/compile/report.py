@@ -27,7 +27,7 @@ from collections import defaultdict
 PRECISE_MATH = {
     "fp32-ieee": ("",),
     "fp64": ("",),
-    "fp32-tf32": ("gru_fwd", "gru_bwd", "decoder_"),
+    "fp32-tf32": ("gru_fwd", "gru_bwd", "lstm_fwd", "lstm_bwd", "decoder_"),
 }
 
 

@@ -35,10 +35,11 @@ def arch(number: int) -> Arch:
 
 
 def strategy_of(kernel: str) -> str:
-    """The GRU strategy a recurrence kernel belongs to, from its name (the decoder's kernels own
+    """The strategy a recurrence kernel (GRU or LSTM) belongs to, from its name (the decoder's kernels own
     whole rows for the whole loop, as rows does)."""
     for word, strategy in (("decoder", "rows"), ("persistent", "persistent"), ("rows", "rows"), ("step", "stepwise"),
-                           ("gates", "stepwise"), ("carry", "stepwise"), ("reset", "stepwise")):
+                           ("gates", "stepwise"), ("carry", "stepwise"), ("reset", "stepwise"),
+                           ("proj", "stepwise")):
         if word in kernel:
             return strategy
     return "?"

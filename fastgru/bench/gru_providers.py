@@ -2,6 +2,8 @@
 nn.GRU (cuDNN on CUDA) and torch.compile of the reference loop, all from one nn.GRU's weights;
 the ground truth is fastgru.reference.gru in float64. A reset_after=False case (the original
 formulation, which nn.GRU lacks) has the reference loop run eagerly (eager_ref) instead of nn.GRU.
+The inputs, the timed step, the checked results and the module provider are written for any
+recurrent module (recurrent_*): the LSTM's providers (lstm_providers.py) use them as they are.
 """
 
 from __future__ import annotations
@@ -63,13 +65,21 @@ class _ReferenceGRU(nn.Module):
         return layer_in, torch.stack(h_n)
 
 
-def _gru_inputs(case: Case, device, copies: int):
+def recurrent_inputs(case: Case, device, copies: int, make_src, state_sizes=None, out_size=None):
+    """(src, lengths, sets) of a recurrent case (GRU or LSTM): the torch module ``make_src()``
+    (built under the case's seed, so every run of the case gets the same weights) in the case's
+    dtype on ``device``, per-row lengths for a packed case, and per input copy (x, state, g):
+    x (T, B, I), the initial state -- one tensor (L * D, B, n) per size in ``state_sizes``
+    (default (H,)), a tuple where there are several (the LSTM's (h0, c0)) -- and the output's
+    cotangent g (T, B, D * out_size) (default H), zero at padded positions."""
     s, dtype = case.shape, case.torch_dtype
     D = 2 if s["bidirectional"] else 1
+    state_sizes = (s["H"],) if state_sizes is None else tuple(state_sizes)
+    out_size = s["H"] if out_size is None else out_size
     gen = torch.Generator().manual_seed(case.seed)
     with torch.random.fork_rng(devices=[]):  # the same weights on every run of this case
         torch.manual_seed(case.seed)
-        src = nn.GRU(s["I"], s["H"], s["layers"], bidirectional=s["bidirectional"])
+        src = make_src()
     src = src.to(device=device, dtype=dtype)
     lengths = None
     if s["packed"]:
@@ -78,23 +88,31 @@ def _gru_inputs(case: Case, device, copies: int):
     sets = []
     for _ in range(copies):
         x = torch.randn(s["T"], s["B"], s["I"], generator=gen).to(device, dtype)
-        h0 = (0.5 * torch.randn(s["layers"] * D, s["B"], s["H"], generator=gen)).to(device, dtype)
-        g = torch.randn(s["T"], s["B"], D * s["H"], generator=gen).to(device, dtype)
+        states = tuple((0.5 * torch.randn(s["layers"] * D, s["B"], n, generator=gen)).to(device, dtype)
+                       for n in state_sizes)
+        g = torch.randn(s["T"], s["B"], D * out_size, generator=gen).to(device, dtype)
         if lengths is not None:  # padded positions carry no gradient
             valid = torch.arange(s["T"]).unsqueeze(1) < lengths.unsqueeze(0)
             g = g * valid.unsqueeze(-1).to(device, dtype)
-        sets.append((x, h0, g))
+        sets.append((x, states[0] if len(states) == 1 else states, g))
     return src, lengths, sets
+
+
+def _gru_inputs(case: Case, device, copies: int):
+    s = case.shape
+    return recurrent_inputs(case, device, copies,
+                            lambda: nn.GRU(s["I"], s["H"], s["layers"], bidirectional=s["bidirectional"]))
 
 
 def _pack(x, lengths):
     return pack_padded_sequence(x, lengths, enforce_sorted=False)
 
 
-def _gru_step(mod, params, x, h0, g, lengths, training):
+def recurrent_step(mod, params, x, h0, g, lengths, training):
     """The timed closure: forward under no_grad, or forward + full backward (inputs and weights).
 
-    ``mod(input, h0)`` runs the GRU whose parameters are ``params``.
+    ``mod(input, h0)`` runs the recurrent module (GRU, or LSTM with h0 = (h0, c0)) whose
+    parameters are ``params``.
     """
     if lengths is not None:
         packed = _pack(x, lengths)
@@ -118,23 +136,35 @@ def _gru_step(mod, params, x, h0, g, lengths, training):
     return step
 
 
-def _gru_results(fn, named, x, h0, g, pack_lengths, training) -> Results:
-    """Output, h_n and (training) every gradient, in padded form, for the check.
+def recurrent_results(fn, named, x, h0, g, pack_lengths, training) -> Results:
+    """Output, h_n (an LSTM's c_n too) and (training) every gradient, in padded form, for the check.
 
-    ``fn(input, h0)`` runs the GRU whose parameters are ``named`` (name, tensor) pairs; with
-    ``pack_lengths`` the input is packed first and the output padded back.
+    ``fn(input, h0)`` runs the GRU or LSTM whose parameters are ``named`` (name, tensor) pairs;
+    with ``pack_lengths`` the input is packed first and the output padded back.
     """
     x = x.detach().requires_grad_(training)
     with torch.set_grad_enabled(training):
         out, h_n = fn(_pack(x, pack_lengths) if pack_lengths is not None else x, h0)
         if isinstance(out, PackedSequence):
             out = pad_packed_sequence(out, total_length=x.shape[0])[0]
-        res = {"output": out, "h_n": h_n}
+        final = h_n if isinstance(h_n, tuple) else (h_n,)  # an LSTM returns (h_n, c_n)
+        res = {"output": out, **dict(zip(("h_n", "c_n"), final))}
         if training:
             grads = torch.autograd.grad(out, [x] + [p for _, p in named], g, allow_unused=True)
             res["grad_x"] = grads[0]
             res.update({f"grad_{n}": gr for (n, _), gr in zip(named, grads[1:]) if gr is not None})
     return {k: v.detach() for k, v in res.items()}
+
+
+def recurrent_provider(make_module, sets, lengths, training, backend=None):
+    """A provider (() -> Prepared) running the module ``make_module()`` builds on every input
+    copy of ``sets`` (recurrent_inputs), packed with ``lengths`` where given."""
+    def prepare():
+        mod = make_module()
+        calls = [recurrent_step(mod, list(mod.parameters()), x, h0, g, lengths, training) for x, h0, g in sets]
+        named = list(mod.named_parameters())
+        return Prepared(calls, lambda: recurrent_results(mod, named, *sets[0], lengths, training), backend=backend)
+    return prepare
 
 
 def gru_setup(case: Case, device, copies: int = 1) -> Setup:
@@ -144,12 +174,7 @@ def gru_setup(case: Case, device, copies: int = 1) -> Setup:
     D = 2 if s["bidirectional"] else 1
 
     def module_provider(make_module, backend=None):
-        def prepare():
-            mod = make_module()
-            calls = [_gru_step(mod, list(mod.parameters()), x, h0, g, lengths, training) for x, h0, g in sets]
-            named = list(mod.named_parameters())
-            return Prepared(calls, lambda: _gru_results(mod, named, *sets[0], lengths, training), backend=backend)
-        return prepare
+        return recurrent_provider(make_module, sets, lengths, training, backend)
 
     def make_fastgru():
         fastgru = _fastgru()
@@ -164,9 +189,9 @@ def gru_setup(case: Case, device, copies: int = 1) -> Setup:
         ref = _ReferenceGRU(src, reset_after)
         fn = compile_cold(ref)
         named = list(ref.named_parameters())
-        calls = [_gru_step(fn, [p for _, p in named], x, h0, g, None, training) for x, h0, g in sets]
+        calls = [recurrent_step(fn, [p for _, p in named], x, h0, g, None, training) for x, h0, g in sets]
         # The first call compiles (forward, and backward when training); its time is kept apart.
-        return compiled_prepared(Prepared(calls, lambda: _gru_results(fn, named, *sets[0], None, training)))
+        return compiled_prepared(Prepared(calls, lambda: recurrent_results(fn, named, *sets[0], None, training)))
 
     def reference_results() -> Results:
         ref = _ReferenceGRU(src, reset_after).to(torch.float64)
@@ -175,7 +200,7 @@ def gru_setup(case: Case, device, copies: int = 1) -> Setup:
         def fn(inp, h):
             return reference.gru(inp, h, ref.weights(), ref.num_layers, ref.bidirectional, lengths=lengths,
                                  reset_after=reset_after)
-        return _gru_results(fn, list(ref.named_parameters()), x, h0, g, None, training)
+        return recurrent_results(fn, list(ref.named_parameters()), x, h0, g, None, training)
 
     providers = {
         "fastgru": module_provider(make_fastgru, backend=backend_name(device)),

@@ -35,11 +35,12 @@ from ..ops.guard import tf32_allowed
 from . import timing
 from .cases import Case
 from .gru_providers import gru_setup
+from .lstm_providers import lstm_setup
 from .providers import Unavailable
 from .timing import GRAPHED
 
 # suite -> setup(case, device, copies) -> providers.Setup. The repository's bench/ adds its suites.
-SETUPS = {"gru": gru_setup}
+SETUPS = {"gru": gru_setup, "lstm": lstm_setup}
 
 
 def tf32(case: Case, device, follows: str) -> bool:

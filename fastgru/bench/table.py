@@ -12,7 +12,7 @@ from collections import defaultdict
 from .environment import CPU_NOTE
 from .timing import GRAPHED
 
-_SHAPE_ORDER = ("N", "B", "Tq", "T", "I", "H", "D", "A", "layers", "bidirectional", "packed")
+_SHAPE_ORDER = ("N", "B", "Tq", "T", "I", "H", "proj", "D", "A", "layers", "bidirectional", "packed")
 
 
 def shape_text(shape: dict) -> str:
@@ -23,7 +23,7 @@ def shape_text(shape: dict) -> str:
             parts.append("bidir" if v else "")
         elif k == "packed":
             parts.append("packed" if v else "")
-        elif k == "layers" and v == 1:
+        elif (k == "layers" and v == 1) or (k == "proj" and not v):
             continue
         elif k == "I" and shape.get("H") == v:
             continue

@@ -1,4 +1,10 @@
-"""Keras GRU weights <-> fastgru.GRU.
+"""Keras GRU and LSTM weights <-> fastgru.GRU and fastgru.LSTM.
+
+The public functions take both recurrences: ``from_keras(..., cell="lstm")`` (and
+``from_keras_bidirectional``) read a Keras LSTM's arrays, and ``to_keras`` /
+``to_keras_bidirectional`` write an LSTM's for an LSTM module. This docstring states the GRU's
+mapping; lstm_keras.py states the LSTM's (gates i, f, c, o, nn.LSTM's own order: a transpose, and
+Keras' one bias to bias_ih).
 
 A Keras GRU layer (``keras.layers.GRU``, ``keras.layers.GRUCell``; tf.keras alike) holds, with
 H = units and gate blocks along the last axis in the order **z, r, h** (fastgru / nn.GRU: r, z, n):
@@ -42,7 +48,9 @@ from __future__ import annotations
 import torch
 
 from .gate_order import swap_rz
-from .layer_weights import as_tensor, build_gru, check_bool, module_layer, to_numpy
+from .layer_weights import (as_tensor, build_gru, build_lstm, check_bool, family_of, is_lstm, lstm_module_layer,
+                            module_layer, to_numpy)
+from .lstm_keras import lstm_direction, lstm_hint, lstm_keras_arrays
 
 __all__ = ["from_keras", "to_keras", "from_keras_bidirectional", "to_keras_bidirectional"]
 
@@ -56,20 +64,21 @@ def _direction(kernel, recurrent_kernel, bias, reset_after: bool, caller: str, w
             f"{caller}: {where}kernel must be 2-D, (input_size, 3 * hidden_size) with gates z, r, h along "
             f"the last axis, got shape {tuple(kernel.shape)}"
         )
+    recurrent_kernel = as_tensor(
+        recurrent_kernel, f"{where}recurrent_kernel", caller, "(hidden_size, 3 * hidden_size)"
+    )
     input_size, three_h = kernel.shape
     if three_h == 0 or three_h % 3 or input_size == 0:
         raise ValueError(
             f"{caller}: {where}kernel must have shape (input_size, 3 * hidden_size) with both positive, "
-            f"got {tuple(kernel.shape)}"
+            f"got {tuple(kernel.shape)}{lstm_hint(kernel, recurrent_kernel)}"
         )
     H = three_h // 3
-    recurrent_kernel = as_tensor(
-        recurrent_kernel, f"{where}recurrent_kernel", caller, "(hidden_size, 3 * hidden_size)"
-    )
     if tuple(recurrent_kernel.shape) != (H, 3 * H):
         raise ValueError(
             f"{caller}: {where}recurrent_kernel must have shape (hidden_size, 3 * hidden_size) = {(H, 3 * H)} "
             f"to match kernel {tuple(kernel.shape)}, got {tuple(recurrent_kernel.shape)}"
+            f"{lstm_hint(kernel, recurrent_kernel)}"
         )
     w_ih, w_hh = swap_rz(kernel.T), swap_rz(recurrent_kernel.T)
     if bias is None:
@@ -99,17 +108,32 @@ def _direction(kernel, recurrent_kernel, bias, reset_after: bool, caller: str, w
     return input_size, H, (w_ih, w_hh, b_ih, b_hh)
 
 
+def _reset_after(reset_after, family: str, caller: str) -> bool:
+    """The GRU's ``reset_after`` (None: Keras' default, True); an LSTM has none to give."""
+    if family == "lstm":
+        if reset_after is not None:
+            raise ValueError(
+                f"{caller}: reset_after={reset_after!r} is a GRU setting, and cell='lstm' has none: leave it out"
+            )
+        return True
+    reset_after = True if reset_after is None else reset_after
+    check_bool(reset_after, "reset_after", caller)
+    return reset_after
+
+
 def from_keras(
     kernel,
     recurrent_kernel,
     bias=None,
     *,
-    reset_after: bool = True,
+    cell: str = "gru",
+    reset_after: bool | None = None,
     batch_first: bool = True,
     dtype: torch.dtype = torch.float32,
     device=None,
 ):
-    """A one-layer, one-direction ``fastgru.GRU`` holding a Keras GRU layer's weights.
+    """A one-layer, one-direction ``fastgru.GRU`` (or with ``cell="lstm"``, ``fastgru.LSTM``)
+    holding a Keras GRU (LSTM) layer's weights.
 
     ``kernel`` (input_size, 3H), ``recurrent_kernel`` (H, 3H) and ``bias`` are the arrays of
     ``layer.get_weights()`` (numpy arrays, torch tensors or anything numpy can read), gates in
@@ -118,12 +142,23 @@ def from_keras(
     ``reset_after=False`` (-> bias_ih, with bias_hh = 0: that Keras GRU has one bias), None for a
     ``use_bias=False`` layer (-> a ``bias=False`` module).
 
-    The module gets ``reset_after`` (Keras' True is nn.GRU's formula; with it the module's
-    state_dict also loads into torch.nn.GRU), ``batch_first`` (True by default: Keras' inputs are
-    (batch, time, features)), ``dtype`` and ``device``. Wrong shapes, dimensions or types raise
-    ValueError / TypeError naming the argument.
+    The module gets ``reset_after`` (None means Keras' default, True, which is nn.GRU's formula;
+    with it the module's state_dict also loads into torch.nn.GRU), ``batch_first`` (True by
+    default: Keras' inputs are (batch, time, features)), ``dtype`` and ``device``. Wrong shapes,
+    dimensions or types raise ValueError / TypeError naming the argument.
+
+    ``cell="lstm"``: a Keras LSTM layer's ``kernel`` (input_size, 4H), ``recurrent_kernel``
+    (H, 4H) and ``bias`` (4H,) or None, gates i, f, c, o (nn.LSTM's i, f, g, o: the same order):
+    ``from_keras(*layer.get_weights(), cell="lstm")`` gives a ``fastgru.LSTM`` with
+    ``weight_ih = kernel.T``, ``weight_hh = recurrent_kernel.T``, ``bias_ih = bias`` and
+    ``bias_hh = 0`` (see lstm_keras.py). ``reset_after`` is the GRU's and is refused there.
     """
-    check_bool(reset_after, "reset_after", "from_keras")
+    family = family_of(cell, "from_keras")
+    reset_after = _reset_after(reset_after, family, "from_keras")
+    if family == "lstm":
+        input_size, H, tensors = lstm_direction(kernel, recurrent_kernel, bias, "from_keras")
+        return build_lstm("from_keras", [tensors], input_size=input_size, hidden_size=H, batch_first=batch_first,
+                          dtype=dtype, device=device)
     input_size, H, tensors = _direction(kernel, recurrent_kernel, bias, reset_after, "from_keras")
     return build_gru(
         "from_keras", [tensors], input_size=input_size, hidden_size=H, reset_after=reset_after,
@@ -143,8 +178,28 @@ def _keras_arrays(directions, reset_after):
     return out
 
 
+def _module_arrays(module, layer, caller: str, directions_wanted: int, other: str) -> list:
+    """The Keras arrays of ``layer`` of a GRU or LSTM module, checking its number of directions."""
+    if is_lstm(module):
+        directions, proj_size = lstm_module_layer(module, layer, caller)
+        kind = "LSTM"
+    else:
+        directions, reset_after = module_layer(module, layer, caller)
+        kind = "GRU"
+    if len(directions) != directions_wanted:
+        if directions_wanted == 1:
+            raise ValueError(
+                f"{caller}: the module has bidirectional=True, and a Keras {kind} layer has one direction: "
+                f"use {other}(module) for a keras.layers.Bidirectional({kind}(...)) layer"
+            )
+        raise ValueError(f"{caller}: the module has bidirectional=False (or is a cell): use {other}(module)")
+    if kind == "LSTM":
+        return lstm_keras_arrays(directions, proj_size, caller)
+    return _keras_arrays(directions, reset_after)
+
+
 def to_keras(module, *, layer: int | None = None) -> list:
-    """A GRU layer's weights as the list Keras' ``layer.set_weights`` takes:
+    """A GRU (or LSTM) layer's weights as the list Keras' ``layer.set_weights`` takes:
     ``[kernel (input_size, 3H), recurrent_kernel (H, 3H), bias]``, numpy arrays in the module's
     dtype (bfloat16 as float32), gates z, r, h. No bias entry for a ``bias=False`` module
     (a Keras GRU with ``use_bias=False``).
@@ -158,21 +213,21 @@ def to_keras(module, *, layer: int | None = None) -> list:
     one direction: a module with num_layers > 1 needs ``layer=k`` (one Keras layer per GRU layer,
     stacked in order), and a bidirectional one goes through ``to_keras_bidirectional``; both
     otherwise raise ValueError.
+
+    An LSTM module (fastgru.LSTM / LSTMCell, torch.nn.LSTM / LSTMCell) gives a Keras LSTM's
+    ``[kernel (input_size, 4H), recurrent_kernel (H, 4H), bias (4H,)]``, gates i, f, c, o, with
+    ``bias = bias_ih + bias_hh`` (exact: nn.LSTM only ever adds them), for
+    ``keras.layers.LSTM(H, use_bias=module.bias)``. ``proj_size > 0`` has no Keras form
+    (ValueError).
     """
-    directions, reset_after = module_layer(module, layer, "to_keras")
-    if len(directions) != 1:
-        raise ValueError(
-            "to_keras: the module has bidirectional=True, and a Keras GRU layer has one direction: "
-            "use to_keras_bidirectional(module) for a keras.layers.Bidirectional(GRU(...)) layer"
-        )
-    return _keras_arrays(directions, reset_after)
+    return _module_arrays(module, layer, "to_keras", 1, "to_keras_bidirectional")
 
 
 def _split_weights(weights, name: str):
     if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple)):
         raise TypeError(
             f"from_keras_bidirectional: {name} must be a list [kernel, recurrent_kernel] or "
-            f"[kernel, recurrent_kernel, bias] (one GRU layer's get_weights()), got {type(weights).__name__}"
+            f"[kernel, recurrent_kernel, bias] (one GRU or LSTM layer's get_weights()), got {type(weights).__name__}"
         )
     if len(weights) not in (2, 3):
         raise ValueError(
@@ -186,7 +241,8 @@ def from_keras_bidirectional(
     forward_weights,
     backward_weights,
     *,
-    reset_after: bool = True,
+    cell: str = "gru",
+    reset_after: bool | None = None,
     batch_first: bool = True,
     dtype: torch.dtype = torch.float32,
     device=None,
@@ -200,12 +256,22 @@ def from_keras_bidirectional(
     backward sequence put back in time order, as Keras' Bidirectional does); its ``h_n`` holds the
     forward then the backward final state. Other merge modes are sums / products of the two
     halves of the output.
+
+    ``cell="lstm"``: ``keras.layers.Bidirectional(LSTM(...))``'s two lists, each mapped as in
+    ``from_keras(..., cell="lstm")``, give a ``fastgru.LSTM(bidirectional=True)`` (its ``h_n`` and
+    ``c_n`` forward then backward).
     """
-    check_bool(reset_after, "reset_after", "from_keras_bidirectional")
-    fwd = _direction(*_split_weights(forward_weights, "forward_weights"), reset_after,
-                     "from_keras_bidirectional", "forward_weights ")
-    bwd = _direction(*_split_weights(backward_weights, "backward_weights"), reset_after,
-                     "from_keras_bidirectional", "backward_weights ")
+    caller = "from_keras_bidirectional"
+    family = family_of(cell, caller)
+    reset_after = _reset_after(reset_after, family, caller)
+
+    def direction(weights, name):
+        arrays = _split_weights(weights, name)
+        if family == "lstm":
+            return lstm_direction(*arrays, caller, f"{name} ")
+        return _direction(*arrays, reset_after, caller, f"{name} ")
+
+    fwd, bwd = direction(forward_weights, "forward_weights"), direction(backward_weights, "backward_weights")
     if fwd[:2] != bwd[:2] or (fwd[2][2] is None) != (bwd[2][2] is None):
         raise ValueError(
             "from_keras_bidirectional: forward_weights and backward_weights must describe layers of the same "
@@ -213,8 +279,11 @@ def from_keras_bidirectional(
             f"bias {'present' if fwd[2][2] is not None else 'absent'} and "
             f"{'present' if bwd[2][2] is not None else 'absent'}"
         )
+    if family == "lstm":
+        return build_lstm(caller, [fwd[2], bwd[2]], input_size=fwd[0], hidden_size=fwd[1], batch_first=batch_first,
+                          dtype=dtype, device=device)
     return build_gru(
-        "from_keras_bidirectional", [fwd[2], bwd[2]], input_size=fwd[0], hidden_size=fwd[1],
+        caller, [fwd[2], bwd[2]], input_size=fwd[0], hidden_size=fwd[1],
         reset_after=reset_after, batch_first=batch_first, dtype=dtype, device=device,
     )
 
@@ -223,10 +292,6 @@ def to_keras_bidirectional(module, *, layer: int | None = None) -> list:
     """A bidirectional module's weights as the flat list ``keras.layers.Bidirectional(GRU(...))``'s
     ``set_weights`` takes: the forward layer's ``[kernel, recurrent_kernel, bias]`` then the
     backward layer's (``_reverse`` parameters), each as in ``to_keras``. ``layer`` as in
-    ``to_keras``; a module that is not bidirectional raises ValueError (use ``to_keras``)."""
-    directions, reset_after = module_layer(module, layer, "to_keras_bidirectional")
-    if len(directions) != 2:
-        raise ValueError(
-            "to_keras_bidirectional: the module has bidirectional=False (or is a cell): use to_keras(module)"
-        )
-    return _keras_arrays(directions, reset_after)
+    ``to_keras``; a module that is not bidirectional raises ValueError (use ``to_keras``). A
+    bidirectional LSTM gives ``keras.layers.Bidirectional(LSTM(...))``'s list the same way."""
+    return _module_arrays(module, layer, "to_keras_bidirectional", 2, "to_keras")

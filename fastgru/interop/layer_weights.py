@@ -1,6 +1,7 @@
 """What the Keras and ONNX weight converters share: reading a weight argument into a CPU tensor
-with a clear error, collecting one layer's parameters from a module, building a one-layer GRU
-from converted tensors, and turning a parameter into a numpy array."""
+with a clear error, telling a GRU module from an LSTM one, collecting one layer's parameters from
+a module, building a one-layer GRU or LSTM from converted tensors, and turning a parameter into a
+numpy array."""
 
 from __future__ import annotations
 
@@ -44,6 +45,29 @@ def check_bool(value, name: str, caller: str) -> None:
         raise TypeError(f"{caller}: {name} must be a bool, got {value!r}")
 
 
+def lstm_classes():
+    """(layer classes, cell classes) of the LSTM modules the converters take: fastgru's and
+    torch.nn's."""
+    from ..nn.lstm import LSTM, LSTMCell
+
+    return (LSTM, nn.LSTM), (LSTMCell, nn.LSTMCell)
+
+
+def is_lstm(module) -> bool:
+    """Whether ``module`` is an LSTM layer or cell (fastgru's or torch.nn's): the converters'
+    ``to_*`` functions take the LSTM's mapping for it, the GRU's otherwise."""
+    layers, cells = lstm_classes()
+    return isinstance(module, layers + cells)
+
+
+def family_of(cell, caller: str) -> str:
+    """The ``cell`` argument of a ``from_*`` converter, "gru" or "lstm" (any case)."""
+    family = cell.lower() if isinstance(cell, str) else None
+    if family not in ("gru", "lstm"):
+        raise ValueError(f"{caller}: cell must be 'gru' or 'lstm' (the layer the weights come from), got {cell!r}")
+    return family
+
+
 def build_gru(caller, directions, *, input_size, hidden_size, reset_after, batch_first, dtype, device):
     """A one-layer fastgru.GRU holding ``directions``: a list (forward first, then reverse) of
     (w_ih, w_hh, b_ih, b_hh) in nn.GRU's layout and (r, z, n) gate order (biases None: bias=False)."""
@@ -56,13 +80,68 @@ def build_gru(caller, directions, *, input_size, hidden_size, reset_after, batch
         input_size, hidden_size, 1, bias, batch_first, 0.0, len(directions) == 2,
         device=device, dtype=dtype, reset_after=reset_after,
     )
+    _load(module, directions)
+    return module
+
+
+def build_lstm(caller, directions, *, input_size, hidden_size, batch_first, dtype, device):
+    """A one-layer fastgru.LSTM (no projection) holding ``directions``: a list (forward first,
+    then reverse) of (w_ih, w_hh, b_ih, b_hh) in nn.LSTM's layout and (i, f, g, o) gate order
+    (biases None: bias=False)."""
+    LSTM = lstm_classes()[0][0]
+
+    check_dtype(dtype, caller)
+    check_bool(batch_first, "batch_first", caller)
+    module = LSTM(
+        input_size, hidden_size, num_layers=1, bias=directions[0][2] is not None, batch_first=batch_first,
+        bidirectional=len(directions) == 2, device=device, dtype=dtype,
+    )
+    _load(module, directions)
+    return module
+
+
+def _load(module, directions):
     with torch.no_grad():
         for d, tensors in enumerate(directions):
             sfx = "_l0" + ("_reverse" if d else "")
             for kind, t in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), tensors):
                 if t is not None:
                     getattr(module, kind + sfx).copy_(t)
-    return module
+
+
+def _layer_index(module, layer, caller: str) -> int:
+    if layer is None:
+        if module.num_layers != 1:
+            raise ValueError(
+                f"{caller}: the module has num_layers={module.num_layers}, and one converted layer holds one "
+                f"recurrent layer: pass layer=k (0 <= k < {module.num_layers}) to convert them one at a time, in order"
+            )
+        return 0
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < module.num_layers:
+        raise ValueError(f"{caller}: layer must be an int in [0, {module.num_layers}), got {layer!r}")
+    return layer
+
+
+def _directions(module, layer, projection: bool):
+    """Per direction (forward first), ``layer``'s (w_ih, w_hh, b_ih, b_hh), plus w_hr with
+    ``projection``; None for the biases of a ``bias=False`` module and for an absent w_hr."""
+    out = []
+    for sfx in ("", "_reverse") if module.bidirectional else ("",):
+        def param(name, present=True):
+            return getattr(module, f"{name}_l{layer}{sfx}") if present else None
+
+        tensors = (param("weight_ih"), param("weight_hh"), param("bias_ih", module.bias), param("bias_hh", module.bias))
+        if projection:
+            tensors += (param("weight_hr", module.proj_size > 0),)
+        out.append(tensors)
+    return out
+
+
+def _not_recurrent(module, caller: str):
+    return TypeError(
+        f"{caller}: module must be a fastgru.GRU, GRUCell, LSTM or LSTMCell, or one of torch.nn's GRU, GRUCell, "
+        f"LSTM or LSTMCell, got {type(module).__name__}"
+    )
 
 
 def module_layer(module, layer, caller: str):
@@ -80,26 +159,28 @@ def module_layer(module, layer, caller: str):
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         return [tuple(getattr(module, n) for n in names)], reset_after
     if not isinstance(module, (GRU, nn.GRU)):
-        raise TypeError(
-            f"{caller}: module must be a fastgru.GRU, fastgru.GRUCell, torch.nn.GRU or torch.nn.GRUCell, "
-            f"got {type(module).__name__}"
-        )
-    if layer is None:
-        if module.num_layers != 1:
-            raise ValueError(
-                f"{caller}: the module has num_layers={module.num_layers}, and one converted layer holds one GRU "
-                f"layer: pass layer=k (0 <= k < {module.num_layers}) to convert them one at a time, in order"
-            )
-        layer = 0
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < module.num_layers:
-        raise ValueError(f"{caller}: layer must be an int in [0, {module.num_layers}), got {layer!r}")
-    directions = []
-    for sfx in ("", "_reverse") if module.bidirectional else ("",):
-        w_ih, w_hh = getattr(module, f"weight_ih_l{layer}{sfx}"), getattr(module, f"weight_hh_l{layer}{sfx}")
-        b_ih = getattr(module, f"bias_ih_l{layer}{sfx}") if module.bias else None
-        b_hh = getattr(module, f"bias_hh_l{layer}{sfx}") if module.bias else None
-        directions.append((w_ih, w_hh, b_ih, b_hh))
-    return directions, reset_after
+        raise _not_recurrent(module, caller)
+    layer = _layer_index(module, layer, caller)
+    return _directions(module, layer, False), reset_after
+
+
+def lstm_module_layer(module, layer, caller: str):
+    """(directions, proj_size): the parameters of one layer of an LSTM module, a list of
+    (w_ih, w_hh, b_ih, b_hh, w_hr) tensors, forward direction first (biases None without bias,
+    w_hr None without a projection).
+
+    Accepts fastgru.LSTM / fastgru.LSTMCell and torch.nn.LSTM / nn.LSTMCell. A module with
+    several layers needs ``layer``."""
+    layers, cells = lstm_classes()
+    if isinstance(module, cells):
+        if layer not in (None, 0):
+            raise ValueError(f"{caller}: an LSTMCell has a single layer, got layer={layer!r}")
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [tuple(getattr(module, n, None) for n in names) + (None,)], 0
+    if not isinstance(module, layers):
+        raise _not_recurrent(module, caller)
+    layer = _layer_index(module, layer, caller)
+    return _directions(module, layer, True), module.proj_size
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
