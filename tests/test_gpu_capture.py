@@ -96,15 +96,19 @@ def test_gru(strategy, dtype, mode):
     x = torch.randn(T, N, I, device=DEV, dtype=dtype, requires_grad=mode == "training")
     h0 = torch.randn(4, N, H, device=DEV, dtype=dtype)
     lengths = torch.tensor([T, 3, 7, 1], device=DEV)
-    call = lambda: gru(x, h0, lengths=lengths)  # noqa: E731
-    graph, static = _same_as_eager(_training(gru, [x], call) if mode == "training" else _inference(call))
-    # Static inputs, new values: the replay reads them anew.
+    _same_as_eager_after_new_values(gru, x, lengths, lambda: gru(x, h0, lengths=lengths), mode)
+
+
+def _same_as_eager_after_new_values(module, x, lengths, call, mode):
+    """A recurrent module's call captured and compared with eager (``_same_as_eager``); then its
+    static inputs get new values (x negated, other lengths) and a replay must read them anew."""
+    fn = _training(module, [x], call) if mode == "training" else _inference(call)
+    graph, static = _same_as_eager(fn)
     with torch.no_grad():
         x.mul_(-1)
         lengths.copy_(torch.tensor([2, T, 1, 5], device=DEV))
     graph.replay()
-    fresh = _training(gru, [x], call)() if mode == "training" else _inference(call)()
-    for r, e in zip(_flat(static), _flat(fresh)):
+    for r, e in zip(_flat(static), _flat(fn())):
         assert torch.equal(r, e), "a replay after new input values differs from eager on them"
 
 
@@ -144,16 +148,17 @@ def test_gru_make_graphed_callables():
         assert torch.equal(g, w), f"quantity {i}: graphed differs from eager"
 
 
-def test_gru_packed_capture():
+@pytest.mark.parametrize("family", ["GRU", "LSTM"])
+def test_packed_capture(family):
     """A PackedSequence input (enforce_sorted=False), packed before the capture."""
-    gru = fastgru.GRU(I, H, bidirectional=True, device=DEV)
+    module = getattr(fastgru, family)(I, H, bidirectional=True, device=DEV)
     packed = pack_padded_sequence(torch.randn(T, N, I, device=DEV), torch.tensor([3, T, 1, 7]), enforce_sorted=False)
     data = packed.data.requires_grad_()  # packing itself (a sort of host lengths) happens before the capture
     def call():
-        out, h_n = gru(packed)
-        return out.data, h_n
+        out, state = module(packed)
+        return out.data, state
 
-    _same_as_eager(_training(gru, [data], call))
+    _same_as_eager(_training(module, [data], call))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -163,6 +168,33 @@ def test_gru_cell(dtype, mode):
     x = torch.randn(N, I, device=DEV, dtype=dtype, requires_grad=mode == "training")
     h = torch.randn(N, H, device=DEV, dtype=dtype)
     call = lambda: cell(x, cell(x, h))  # noqa: E731
+    _same_as_eager(_training(cell, [x], call) if mode == "training" else _inference(call))
+
+
+# ------------------------------------------------------------------------------ LSTM
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype,proj", [(torch.bfloat16, 0), (torch.float32, 8)], ids=["bf16", "fp32-proj"])
+@pytest.mark.parametrize("strategy", ["rows", "stepwise", "persistent", None])
+def test_lstm(strategy, dtype, proj, mode):
+    """Each strategy forced, and the dispatcher's choice; lengths on the device; with and without
+    a projection."""
+    lstm = fastgru.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=proj, strategy=strategy, device=DEV,
+                        dtype=dtype)
+    x = torch.randn(T, N, I, device=DEV, dtype=dtype, requires_grad=mode == "training")
+    hx = (torch.randn(4, N, proj or H, device=DEV, dtype=dtype), torch.randn(4, N, H, device=DEV, dtype=dtype))
+    lengths = torch.tensor([T, 3, 7, 1], device=DEV)
+    _same_as_eager_after_new_values(lstm, x, lengths, lambda: lstm(x, hx, lengths=lengths), mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_lstm_cell(dtype, mode):
+    cell = fastgru.LSTMCell(I, H, device=DEV, dtype=dtype)
+    x = torch.randn(N, I, device=DEV, dtype=dtype, requires_grad=mode == "training")
+    hx = (torch.randn(N, H, device=DEV, dtype=dtype), torch.randn(N, H, device=DEV, dtype=dtype))
+    call = lambda: cell(x, cell(x, hx))  # noqa: E731
     _same_as_eager(_training(cell, [x], call) if mode == "training" else _inference(call))
 
 

@@ -50,6 +50,13 @@ def _backward(*outs):
     sum(o.float().sum() for o in outs if o is not None).backward()
 
 
+def _assert_forced_plan_ran(launched, strategy, family):
+    """In the simulation, the GPU plan of a forced strategy ran: its forward kernel was launched."""
+    if SIMULATED and strategy is not None:
+        kernel = {"rows": "_rows_", "stepwise": "_step_", "persistent": "_persistent_"}[strategy]
+        assert any(name.startswith(family + "_fwd") and kernel in name for name in launched), launched
+
+
 # ------------------------------------------------------------------------------ the guard itself
 
 
@@ -132,10 +139,7 @@ def test_gru(strategy, reset_after):
         out, h_n = gru(x, h0, lengths=lengths)
         _backward(out, h_n)
 
-    launched = _guarded(run)
-    if SIMULATED and strategy is not None:  # the GPU plan of the forced strategy ran
-        kernel = {"rows": "_rows_", "stepwise": "_step_", "persistent": "_persistent_"}[strategy]
-        assert any(kernel in name for name in launched), launched
+    _assert_forced_plan_ran(_guarded(run), strategy, "gru")
 
 
 def test_gru_batch_first_without_lengths_and_unbatched():
@@ -170,6 +174,58 @@ def test_gru_cell(reset_after):
 
     def run():
         _backward(cell(x, cell(x, h)))
+
+    _guarded(run)
+
+
+# ------------------------------------------------------------------------------ the LSTM family
+
+
+@pytest.mark.parametrize("proj", [0, 3])
+@pytest.mark.parametrize("strategy", ["rows", "stepwise", "persistent", None])
+def test_lstm(strategy, proj):
+    lstm = fastgru.LSTM(I, H, num_layers=2, bidirectional=True, dropout=0.5, proj_size=proj,
+                        strategy=strategy).to(DEVICE)
+    x, lengths = _r(T, N, I), _lengths(T, 2, 4)
+    hx = (_r(4, N, proj or H), _r(4, N, H))
+
+    def run():
+        out, (h_n, c_n) = lstm(x, hx, lengths=lengths)
+        _backward(out, h_n, c_n)
+
+    _assert_forced_plan_ran(_guarded(run), strategy, "lstm")
+
+
+def test_lstm_batch_first_without_lengths_and_unbatched():
+    lstm = fastgru.LSTM(I, H, batch_first=True, proj_size=3).to(DEVICE)
+    x, x1 = _r(N, T, I), _r(T, I)
+
+    def run():
+        out, (h_n, c_n) = lstm(x)
+        out1, (h1, c1) = lstm(x1)
+        _backward(out, h_n, c_n, out1, h1, c1)
+
+    _guarded(run)
+
+
+def test_lstm_packed_sequence():
+    """A PackedSequence (enforce_sorted=False): only its batch_sizes stay on the host."""
+    lstm = fastgru.LSTM(I, H, bidirectional=True).to(DEVICE)
+    packed = pack_padded_sequence(_r(T, N, I), torch.tensor([2, T, 3]), enforce_sorted=False)
+
+    def run():
+        out, (h_n, c_n) = lstm(packed)
+        _backward(out.data, h_n, c_n)
+
+    _guarded(run, host=[packed.batch_sizes])
+
+
+def test_lstm_cell():
+    cell = fastgru.LSTMCell(I, H).to(DEVICE)
+    x, h, c = _r(N, I), _r(N, H), _r(N, H)
+
+    def run():
+        _backward(*cell(x, cell(x, (h, c))))
 
     _guarded(run)
 

@@ -4,7 +4,8 @@ from .attention import AdditiveAttention, AttentionPooling, DotAttention
 from .explain import explain
 from .decoder import AttentionGRUDecoder, DecoderState, greedy_decode
 from .models import GRUAttention
+from .lstm import LSTM, LSTMCell
 from .recurrent import GRU, GRUCell, convert
 
-__all__ = ["GRU", "GRUCell", "convert", "AttentionPooling", "AdditiveAttention", "DotAttention", "GRUAttention",
-           "AttentionGRUDecoder", "DecoderState", "greedy_decode", "explain"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "convert", "AttentionPooling", "AdditiveAttention", "DotAttention",
+           "GRUAttention", "AttentionGRUDecoder", "DecoderState", "greedy_decode", "explain"]
