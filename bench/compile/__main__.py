@@ -24,8 +24,9 @@ def main(argv=None) -> int:
                    help="strategies also compiled forced beside the dispatcher's pick (comma-separated, '' for none; "
                         "default: the form's own list)")
     p.add_argument("--cases", default="all",
-                   help="comma-separated subset of gru,gru-reset-before,cell,attention,decoder,gru-small: the case families to "
-                        "compile (default: all); persistent-variants (the persistent kernel's step variants) only when named")
+                   help="comma-separated subset of gru,gru-reset-before,cell,attention,decoder,gru-small,lstm,lstm-proj,"
+                        "lstm-cell: the case families to compile (default: all); persistent-variants (the persistent "
+                        "kernel's step variants) only when named")
     args = p.parse_args(argv)
 
     from . import driver
@@ -52,7 +53,8 @@ def main(argv=None) -> int:
         p.error(f"unknown cases {unknown}; choose from {', '.join(cases.FAMILIES + cases.OPT_IN_FAMILIES)}")
     grid = cases.QUICK if args.quick else cases.FULL
     if args.forced is not None:
-        grid = dataclasses.replace(grid, gru_forced=tuple(s for s in args.forced.split(",") if s))
+        forced = tuple(s for s in args.forced.split(",") if s)
+        grid = dataclasses.replace(grid, gru_forced=forced, lstm_forced=forced)
     target = CompileTarget(a, quick=args.quick)
     start = time.perf_counter()
     with backend.assume_gpu(a.sms, a.limits), compiling(target):
