@@ -92,7 +92,7 @@ def test_compile_fullgraph_gru_attention(backend, device):
 
 def test_gru_attention_takes_lengths_without_packing(device, monkeypatch):
     """The encoder runs on per-row lengths: nothing packs or pads on the kernel path."""
-    import fastgru.functional.recurrent as functional_gru
+    import fastgru.functional.layers as functional_layers
     import fastgru.nn.recurrent as modules_gru
 
     model = fastgru.GRUAttention(4, 6, 3, bidirectional=True).to(device)
@@ -103,7 +103,7 @@ def test_gru_attention_takes_lengths_without_packing(device, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("GRUAttention packed or padded its input")
 
-    for module in (functional_gru, modules_gru):
+    for module in (functional_layers, modules_gru):
         for name in ("pack_padded_sequence", "pad_packed_sequence"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, boom)

@@ -47,31 +47,50 @@ def test_hx_dtype_mismatch_raises_runtime_error():
         fastgru.GRU(5, 7)(torch.randn(4, 3, 5), torch.randn(1, 3, 7, dtype=torch.float64))
 
 
-CTOR = {
+# Mistakes nn.RNNBase rejects in every family's constructor (test_lstm_errors adds the LSTM's own).
+RNN_CTOR = {
     "hidden0": dict(input_size=5, hidden_size=0),
     "input0": dict(input_size=0, hidden_size=3),
     "layers0": dict(input_size=5, hidden_size=3, num_layers=0),
     "dropout-high": dict(input_size=5, hidden_size=3, dropout=1.5),
     "dropout-bool": dict(input_size=5, hidden_size=3, dropout=True),
-    "proj": dict(input_size=5, hidden_size=3, proj_size=2),
     "hidden-float": dict(input_size=5, hidden_size=3.0),
+    "bias-int": dict(input_size=5, hidden_size=3, bias=1),
+    "batch-first-int": dict(input_size=5, hidden_size=3, batch_first=1),
+    # two mistakes: the one nn checks first is reported
+    "dropout-high-bias-int": dict(input_size=5, hidden_size=3, dropout=1.5, bias=1),
+    "hidden0-bias-int": dict(input_size=5, hidden_size=0, bias=1),
 }
+CTOR = {**RNN_CTOR, "proj": dict(input_size=5, hidden_size=3, proj_size=2)}
+
+
+def assert_constructor_error_matches(ref_cls, our_cls, kwargs, same_message: bool = True) -> None:
+    """Both constructors raise for ``kwargs``: ours nn's exception type and, with
+    ``same_message``, nn's message."""
+    with pytest.raises(Exception) as ref_err:
+        ref_cls(**kwargs)
+    with pytest.raises(type(ref_err.value)) as ours_err:
+        our_cls(**kwargs)
+    if same_message:
+        assert str(ours_err.value) == str(ref_err.value)
 
 
 @pytest.mark.parametrize("name", list(CTOR))
 def test_constructor_errors_match(name):
-    with pytest.raises(Exception) as ref_err:
-        nn.GRU(**CTOR[name])
-    with pytest.raises(type(ref_err.value)):
-        fastgru.GRU(**CTOR[name])
+    assert_constructor_error_matches(nn.GRU, fastgru.GRU, CTOR[name])
+
+
+def assert_one_layer_dropout_warns(cls, **kwargs) -> None:
+    """nn's warning: dropout acts between layers, so one layer with dropout warns; two do not."""
+    with pytest.warns(UserWarning, match="num_layers greater than 1"):
+        cls(5, 3, dropout=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cls(5, 3, num_layers=2, dropout=0.5, **kwargs)
 
 
 def test_dropout_with_one_layer_warns():
-    with pytest.warns(UserWarning, match="num_layers greater than 1"):
-        fastgru.GRU(5, 3, dropout=0.5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fastgru.GRU(5, 3, num_layers=2, dropout=0.5)
+    assert_one_layer_dropout_warns(fastgru.GRU)
 
 
 CELL_CALLS = {
@@ -87,32 +106,47 @@ def test_cell_errors_match(name):
     _raises_same(lambda: nn.GRUCell(5, 3), lambda: fastgru.GRUCell(5, 3), CELL_CALLS[name])
 
 
-def test_errors_raise_before_any_kernel(monkeypatch):
-    import fastgru.ops.gru_cell as cell_ops
-    import fastgru.ops.gru_layer as layer_ops
+def forbid_kernels(monkeypatch, *targets) -> None:
+    """Make each (module, name) fail the test if it is called: every check must raise first."""
 
     def boom(*a, **k):
         raise AssertionError("a kernel ran before the input was validated")
 
-    monkeypatch.setattr(layer_ops, "gru_layer_forward", boom)
-    monkeypatch.setattr(cell_ops, "gru_cell_forward", boom)
-    for call in GRU_CALLS.values():
+    for module, name in targets:
+        monkeypatch.setattr(module, name, boom)
+
+
+def assert_each_raises(calls, make) -> None:
+    """Each call on a fresh ``make()`` raises one of the exception types nn raises for a mistake."""
+    for call in calls:
         with pytest.raises((ValueError, RuntimeError, TypeError)):
-            call(fastgru.GRU(5, 7, num_layers=2))
-    for call in CELL_CALLS.values():
-        with pytest.raises((ValueError, RuntimeError, TypeError)):
-            call(fastgru.GRUCell(5, 3))
+            call(make())
+
+
+def test_errors_raise_before_any_kernel(monkeypatch):
+    import fastgru.ops.gru_cell as cell_ops
+    import fastgru.ops.gru_layer as layer_ops
+
+    forbid_kernels(monkeypatch, (layer_ops, "gru_layer_forward"), (cell_ops, "gru_cell_forward"))
+    assert_each_raises(GRU_CALLS.values(), lambda: fastgru.GRU(5, 7, num_layers=2))
+    assert_each_raises(CELL_CALLS.values(), lambda: fastgru.GRUCell(5, 3))
+
+
+def assert_bad_lengths_rejected(run) -> None:
+    """``run(lengths)`` runs a batch of 2 rows of 4 steps: lengths out of [1, 4], of the wrong
+    shape or not integers each raise, naming what is wrong."""
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 4\]"):
+        run(torch.tensor([5, 1]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        run(torch.tensor([4]))
+    with pytest.raises(TypeError, match="integer"):
+        run(torch.tensor([4.0, 1.0]))
 
 
 def test_bad_lengths_rejected():
     x, h = torch.randn(4, 2, 3), torch.zeros(1, 2, 5)
     ws = [list(fastgru.GRU(3, 5).parameters())]
-    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 4\]"):
-        fastgru.functional.gru(x, h, ws, 1, lengths=torch.tensor([5, 1]))
-    with pytest.raises(ValueError, match=r"shape \(2,\)"):
-        fastgru.functional.gru(x, h, ws, 1, lengths=torch.tensor([4]))
-    with pytest.raises(TypeError, match="integer"):
-        fastgru.functional.gru(x, h, ws, 1, lengths=torch.tensor([4.0, 1.0]))
+    assert_bad_lengths_rejected(lambda lengths: fastgru.functional.gru(x, h, ws, 1, lengths=lengths))
 
 
 def test_unknown_strategy_rejected():

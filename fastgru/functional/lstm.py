@@ -13,16 +13,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import backend, reference
 from ..ops.guard import autocast_entry
 from ..ops.lstm_cell import lstm_cell_op
 from ..ops.lstm_layer import lstm_layer_op
-from .checks import check_lengths
+from .checks import check_cell_states, check_lengths, check_sequence, check_state
 from .dispatch import check_strategy, choose, stack_directions
-from .recurrent import FLOAT_DTYPES, _check_weights_match, _separate_weights_ok
+from .layers import pytorch_packed, pytorch_padded, run_layers
 
 # (w_ih, w_hh, b_ih, b_hh, w_hr) for one layer and direction; biases and w_hr may be None.
 LayerWeights = Sequence[torch.Tensor | None]
@@ -37,27 +35,6 @@ def state_pair(hx, what: str = "LSTM: hx", error: type = RuntimeError) -> tuple[
     raise error(f"{what} must be a tuple (h_0, c_0) of two tensors, got {got}")
 
 
-def check_sequence(name: str, input, w_ih, batch_first: bool) -> tuple[int, int]:
-    """The checks nn's recurrent modules make of a batched (3-D) input, with their exception
-    types: a floating tensor of the weights' dtype and device, input_size features, at least one
-    step. Returns (T, B). ``name`` (GRU, LSTM) opens the messages that are fastgru's own."""
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
-    if input.dim() != 3:
-        raise ValueError(f"{name}: expected a 3-D batched input, got {input.dim()}-D")
-    if input.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"RNN input dtype ({input.dtype}) does not match weight dtype ({w_ih.dtype})")
-    _check_weights_match(input, w_ih, "input")
-    if input.shape[-1] != w_ih.shape[1]:
-        raise RuntimeError(
-            f"input.size(-1) must be equal to input_size. Expected {w_ih.shape[1]}, got {input.shape[-1]}"
-        )
-    T, B = (input.shape[1], input.shape[0]) if batch_first else (input.shape[0], input.shape[1])
-    if T == 0:
-        raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-    return T, B
-
-
 def check_lstm_inputs(input, hx, weights, num_layers, bidirectional, batch_first, lengths) -> None:
     """Validate a batched LSTM call (input 3-D, hx = (h_0 (L*D, B, R), c_0 (L*D, B, H))), in
     nn.LSTM's order: the input, then hidden[0], then hidden[1]. Raises before any kernel runs."""
@@ -66,13 +43,7 @@ def check_lstm_inputs(input, hx, weights, num_layers, bidirectional, batch_first
     T, B = check_sequence("LSTM", input, weights[0][0], batch_first)
     rows = num_layers * (2 if bidirectional else 1)
     for k, (state, features) in enumerate(((h0, w_hh.shape[1]), (c0, w_hh.shape[0] // 4))):
-        if tuple(state.shape) != (rows, B, features):
-            raise RuntimeError(f"Expected hidden[{k}] size {(rows, B, features)}, got {list(state.shape)}")
-        if state.dtype != input.dtype:
-            raise RuntimeError(f"hx[{k}] dtype ({state.dtype}) must match input dtype ({input.dtype})")
-        if state.device != input.device:
-            raise RuntimeError(f"Input and hidden tensors are not at the same device, found input on {input.device} "
-                               f"and hx[{k}] on {state.device}")
+        check_state(state, (rows, B, features), input, f"hidden[{k}]", f"hx[{k}]")
     if lengths is not None:
         check_lengths(lengths, B, 1, T, "the sequence length", input.device)
 
@@ -86,18 +57,9 @@ def _check_cudnn(input, hx, weights, bidirectional, batch_first, training, lengt
 
 
 @autocast_entry
-def lstm(
-    input: torch.Tensor,
-    hx,
-    weights: Sequence[LayerWeights],
-    num_layers: int,
-    bidirectional: bool = False,
-    batch_first: bool = False,
-    dropout: float = 0.0,
-    training: bool = False,
-    lengths: torch.Tensor | None = None,
-    strategy: str | None = None,
-):
+def lstm(input: torch.Tensor, hx, weights: Sequence[LayerWeights], num_layers: int, bidirectional: bool = False,
+         batch_first: bool = False, dropout: float = 0.0, training: bool = False,
+         lengths: torch.Tensor | None = None, strategy: str | None = None):
     """A stack of LSTM layers, nn.LSTM's equations (reference.lstm states them).
 
     input (T, B, I) or (B, T, I) with ``batch_first``; hx = (h_0 (L*D, B, R), c_0 (L*D, B, H)),
@@ -128,29 +90,6 @@ def lstm(
                       lambda x, state, ws, lengths: _kernel_layer(x, state, ws, lengths, batch_first, strategy))
 
 
-def run_layers(input, states, weights, num_layers, bidirectional, batch_first, dropout, training, lengths, run_layer):
-    """nn's stacking of layers on the kernel backends: ``run_layer(layer_input, states_l,
-    weights_l, lengths) -> (output, final states_l)`` runs one layer, all its directions in one
-    launch (states_l: each state's rows of that layer, (D, B, .); weights_l: its directions'
-    tuples); dropout between layers (training only). lengths (B,) default to the whole sequence.
-    Returns (the last layer's output, the final states stacked layer by layer). The state is a
-    tuple of tensors: (h, c) for the LSTM; the GRU's loop (recurrent.gru) is this with (h,)."""
-    D = 2 if bidirectional else 1
-    T, B = (input.shape[1], input.shape[0]) if batch_first else (input.shape[0], input.shape[1])
-    if lengths is None:
-        lengths = torch.full((B,), T, dtype=torch.int64, device=input.device)
-    lengths = lengths.to(device=input.device, dtype=torch.int64)
-    layer_in, finals = input, []
-    for layer in range(num_layers):
-        rows = slice(layer * D, (layer + 1) * D)
-        out, final = run_layer(layer_in, tuple(s[rows] for s in states), weights[rows], lengths)
-        finals.append(final)
-        if dropout > 0 and training and layer < num_layers - 1:
-            out = F.dropout(out, p=dropout, training=True)
-        layer_in = out
-    return layer_in, tuple(torch.cat(parts) for parts in zip(*finals))
-
-
 def _kernel_layer(x, state, ws, lengths, batch_first, strategy):
     """One layer through fastgru::lstm_layer_fwd, both directions in one launch."""
     w_ih, w_hh, b_ih, b_hh = stack_directions(ws)
@@ -159,39 +98,17 @@ def _kernel_layer(x, state, ws, lengths, batch_first, strategy):
     return out, (h_n, c_n)
 
 
-def _flat_params(weights):
-    """nn.LSTM's flat parameter list (w_ih, w_hh[, b_ih, b_hh][, w_hr] per layer and direction)
-    and whether it has biases (PyTorch's operator infers the projection from the count)."""
-    return [w for ws in weights for w in ws if w is not None], weights[0][2] is not None
-
-
 def _torch_lstm(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):
     """PyTorch's own LSTM operator: the CPU default, and the ``cudnn`` strategy, on the module's
     own parameters. With lengths, packed (on the host, as PyTorch packs) and padded again."""
-    if lengths is not None:
-        T = input.shape[1] if batch_first else input.shape[0]
-        packed = pack_padded_sequence(input, lengths.cpu(), batch_first=batch_first, enforce_sorted=False)
-        out, state = pytorch_packed_lstm(packed, hx, weights, num_layers, bidirectional, dropout, training)
-        return pad_packed_sequence(out, batch_first=batch_first, total_length=T)[0], state
-    params, has_bias = _flat_params(weights)
-    with _separate_weights_ok(input.is_cuda):
-        out, h_n, c_n = torch.lstm(input, hx, params, has_bias, num_layers, dropout, training, bidirectional,
-                                   batch_first)
-    return out, (h_n, c_n)
+    return pytorch_padded(torch.lstm, input, hx, weights, num_layers, bidirectional, batch_first, dropout, training,
+                          lengths)
 
 
 def pytorch_packed_lstm(packed, hx, weights, num_layers, bidirectional, dropout, training):
     """PyTorch's own LSTM operator on a PackedSequence's data, exactly as nn.LSTM runs it (hx and
     the final state in the caller's batch order, permuted by the sequence's indices on the device)."""
-    params, has_bias = _flat_params(weights)
-    if packed.sorted_indices is not None:
-        hx = tuple(s.index_select(1, packed.sorted_indices) for s in hx)
-    with _separate_weights_ok(packed.data.is_cuda):
-        data, h_n, c_n = torch.lstm(packed.data, packed.batch_sizes, hx, params, has_bias, num_layers, dropout,
-                                    training, bidirectional)
-    if packed.unsorted_indices is not None:
-        h_n, c_n = (s.index_select(1, packed.unsorted_indices) for s in (h_n, c_n))
-    return packed._replace(data=data), (h_n, c_n)
+    return pytorch_packed(torch.lstm, packed, tuple(hx), weights, num_layers, bidirectional, dropout, training)
 
 
 def lstm_packed_runs_pytorch(data, hx, weights, bidirectional, training, strategy) -> bool:
@@ -214,20 +131,7 @@ def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
     if input.dim() != 2 or h.dim() != 2 or c.dim() != 2:
         raise ValueError(f"lstm_cell: expected 2-D input, hx[0] and hx[1], got {input.dim()}-D, {h.dim()}-D and "
                          f"{c.dim()}-D")
-    if input.shape[1] != w_ih.shape[1]:
-        raise RuntimeError(f"input has inconsistent input_size: got {input.shape[1]} expected {w_ih.shape[1]}")
-    for k, state in enumerate((h, c)):
-        if state.shape[0] != input.shape[0]:
-            raise RuntimeError(f"Input batch size {input.shape[0]} doesn't match hidden{k} batch size {state.shape[0]}")
-        if state.shape[1] != w_hh.shape[1]:
-            raise RuntimeError(
-                f"hidden{k} has inconsistent hidden_size: got {state.shape[1]}, expected {w_hh.shape[1]}"
-            )
-    _check_weights_match(input, w_ih, "input")
-    for k, state in enumerate((h, c)):
-        if state.dtype != input.dtype or state.device != input.device:
-            raise RuntimeError(f"hx[{k}] must have input's dtype and device ({input.dtype}, {input.device}), "
-                               f"got ({state.dtype}, {state.device})")
+    check_cell_states(input, (h, c), w_ih, w_hh, ("hx[0]", "hx[1]"))
     which = backend.backend_for(input)
     if which == "reference" or input.shape[0] == 0:
         return reference.lstm_cell(input, h, c, w_ih, w_hh, b_ih, b_hh)

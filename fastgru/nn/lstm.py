@@ -29,26 +29,11 @@ class LSTM(RecurrentBase):
     recurrence kernel, or PyTorch's own LSTM operator. None: the dispatcher's rules.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        device=None,
-        dtype=None,
-        *,
-        strategy: str | None = None,
-    ):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device=None, dtype=None, *, strategy: str | None = None):
         super().__init__()
         check_strategy_argument(strategy)
-        for name, value in (("bias", bias), ("batch_first", batch_first)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
         self._setup("LSTM", 4, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                     proj_size, strategy, {"device": device, "dtype": dtype})
 
@@ -70,17 +55,17 @@ class LSTM(RecurrentBase):
 
     def _run_pytorch_packed(self, packed, hx):
         weights = self._layer_weights()
-        if not torch.onnx.is_in_onnx_export() and F_.lstm_packed_runs_pytorch(
-                packed.data, hx, weights, self.bidirectional, self.training, self.strategy):
+        if F_.lstm_packed_runs_pytorch(packed.data, hx, weights, self.bidirectional, self.training, self.strategy):
             return F_.pytorch_packed_lstm(packed, hx, weights, self.num_layers, self.bidirectional, self.dropout,
                                           self.training)
         return None
 
-    def _run(self, input, hx, lengths):
-        if torch.onnx.is_in_onnx_export():
-            from ..interop.onnx_export import lstm_onnx_forward
+    def _export(self, input, hx, lengths):
+        from ..interop.onnx_export import lstm_onnx_forward
 
-            return lstm_onnx_forward(self, input, hx, lengths)
+        return lstm_onnx_forward(self, input, hx, lengths)
+
+    def _call(self, input, hx, lengths):
         return F_.lstm(input, hx, self._layer_weights(), self.num_layers, self.bidirectional, self.batch_first,
                        self.dropout, self.training, lengths, self.strategy)
 

@@ -96,7 +96,10 @@ class RecurrentBase(nn.Module):
       ``_check_state(hx, batched)``   hx checked as nn checks it, with a batch axis of one added
                                       for unbatched input
       ``_unbatch_state(state)``       the batch axis of one removed again
-      ``_run(input, hx, lengths)``    a batched (3-D) call -> (output, final state)
+      ``_call(input, hx, lengths)``   a batched (3-D) call -> (output, final state): the
+                                      family's function
+      ``_export(input, hx, lengths)`` the same while torch.onnx.export traces: the family's
+                                      export form (one ONNX node per layer)
       ``_run_pytorch_packed(packed, hx)``  PyTorch's own operator on a packed input where it is
                                       the one to run (None: pad and run the kernels)
     """
@@ -109,6 +112,9 @@ class RecurrentBase(nn.Module):
             raise ValueError(
                 "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
             )
+        for name, value in (("bias", bias), ("batch_first", batch_first)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
         check_sizes({"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers})
         if dropout > 0 and num_layers == 1:
             warnings.warn(
@@ -230,10 +236,19 @@ class RecurrentBase(nn.Module):
             out, state = out.squeeze(0 if self.batch_first else 1), self._unbatch_state(state)
         return out, state
 
+    def _run(self, input, hx, lengths):
+        """A batched (3-D) call -> (output, final state): the family's export form while
+        torch.onnx.export traces, else its function."""
+        if torch.onnx.is_in_onnx_export():
+            return self._export(input, hx, lengths)
+        return self._call(input, hx, lengths)
+
     def _forward_packed(self, packed: PackedSequence, hx):
+        """A PackedSequence: PyTorch's own operator on the packed data where it is the one to run
+        (never during an ONNX export, which traces the export form), else padded, run, packed again."""
         B = int(packed.batch_sizes[0])
         hx = self._zero_state(B, packed.data) if hx is None else self._check_state(hx, True)
-        direct = self._run_pytorch_packed(packed, hx)
+        direct = None if torch.onnx.is_in_onnx_export() else self._run_pytorch_packed(packed, hx)
         if direct is not None:
             return direct
         return _run_packed(packed, self.batch_first, lambda padded, lengths: self._run(padded, hx, lengths=lengths))
@@ -251,22 +266,9 @@ class GRU(RecurrentBase):
         rules where the table has no entry; ``fastgru.explain(module, input)`` says which and why.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device=None,
-        dtype=None,
-        *,
-        reset_after: bool = True,
-        strategy: str | None = None,
-        **kwargs,
-    ):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,
+                 dtype=None, *, reset_after: bool = True, strategy: str | None = None, **kwargs):
         super().__init__()
         if not isinstance(reset_after, bool):
             raise TypeError(f"reset_after should be a bool, got: {type(reset_after).__name__}")
@@ -299,21 +301,20 @@ class GRU(RecurrentBase):
     def _run_pytorch_packed(self, packed, hx):
         B = int(packed.batch_sizes[0])
         weights = self._layer_weights()
-        if not torch.onnx.is_in_onnx_export() and F_.packed_runs_pytorch(
-                packed.data, hx, weights, B, self.bidirectional, self.training, self.strategy, self.reset_after):
+        if F_.packed_runs_pytorch(packed.data, hx, weights, B, self.bidirectional, self.training, self.strategy,
+                                  self.reset_after):
             return F_.pytorch_packed_gru(packed, hx, weights, self.num_layers, self.bidirectional, self.dropout,
                                          self.training)
         return None
 
-    def _run(self, input, hx, lengths):
-        if torch.onnx.is_in_onnx_export():
-            from ..interop.onnx_export import gru_onnx_forward
+    def _export(self, input, hx, lengths):
+        from ..interop.onnx_export import gru_onnx_forward
 
-            return gru_onnx_forward(self, input, hx, lengths)
-        return F_.gru(
-            input, hx, self._layer_weights(), self.num_layers, self.bidirectional, self.batch_first,
-            self.dropout, self.training, lengths, self.strategy, self.reset_after,
-        )
+        return gru_onnx_forward(self, input, hx, lengths)
+
+    def _call(self, input, hx, lengths):
+        return F_.gru(input, hx, self._layer_weights(), self.num_layers, self.bidirectional, self.batch_first,
+                      self.dropout, self.training, lengths, self.strategy, self.reset_after)
 
 
 class CellBase(nn.Module):
