@@ -188,7 +188,7 @@ def test_explain_says_forced_rule_and_backend():
         mod.strategy = "stepwise"
         e = fastgru.explain(mod, x[:, :1])
         assert (e.strategy, e.reason, e.plan.strategy) == ("stepwise", "forced", "stepwise")
-    with pytest.raises(TypeError, match="module must be a fastgru.GRU"):
+    with pytest.raises(TypeError, match="module must be a fastgru.GRU or fastgru.LSTM"):
         fastgru.explain(torch.nn.GRU(8, 16), x)
     with pytest.raises(ValueError, match="strategy must be one of"):
         mod.strategy = "fastest"

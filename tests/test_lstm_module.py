@@ -428,3 +428,28 @@ def test_autocast_runs_in_low_precision(device):
     out64, (_, c64) = ref64(x.double())
     check_close(out, out64, torch.bfloat16)
     check_close(c, c64, torch.bfloat16)
+
+
+def test_explain_says_what_an_lstm_call_runs():
+    """fastgru.explain takes an LSTM: the backend, PyTorch's operator on the CPU, the first layer's
+    plan on the kernels (the launcher's own, with proj_size and both directions), forced strategies."""
+    mod = fastgru.LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=3)
+    x = torch.randn(5, 2, 4)
+    with backend.using("torch"):
+        e = fastgru.explain(mod, x)
+        assert (e.backend, e.strategy, e.mode) == ("torch", None, "training") and "own LSTM operator" in str(e)
+        with torch.no_grad():
+            assert fastgru.explain(mod, x).mode == "inference"
+    with backend.using("interpret"):
+        e = fastgru.explain(mod, x[:, 0])  # unbatched
+        assert (e.strategy, e.plan.block_b, e.plan.block_h) == ("rows", 1, 8)
+        mod.strategy = "stepwise"
+        hx = (torch.zeros(4, 2, 3), torch.zeros(4, 2, 6))
+        e = fastgru.explain(mod, x, hx)
+        assert (e.strategy, e.reason, e.plan.strategy) == ("stepwise", "forced", "stepwise")
+        mod.strategy = "cudnn"
+        assert fastgru.explain(mod, x).strategy == "cudnn"
+        with pytest.raises(RuntimeError, match=r"Expected hidden\[1\] size"):
+            fastgru.explain(mod, x, (hx[0], hx[1][:, :1]))
+    with pytest.raises(TypeError, match="module must be a fastgru.GRU or fastgru.LSTM"):
+        fastgru.explain(nn.LSTM(4, 6), x)

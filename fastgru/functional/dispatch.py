@@ -18,7 +18,7 @@ from ..ops.gru_dispatch import KERNEL_STRATEGIES, STRATEGIES, describe_entry, gr
 
 @dataclass(frozen=True)
 class Explanation:
-    """What a GRU call runs: ``backend`` (triton, interpret, torch, reference), ``strategy``
+    """What a GRU or LSTM call runs: ``backend`` (triton, interpret, torch, reference), ``strategy``
     (rows, stepwise, persistent, cudnn; None where no kernel runs), ``reason`` (forced, the
     table entry taken, or the rule applied), ``mode`` (inference or training: whether a
     gradient can flow) and ``plan`` (the kernels' block sizes, None for cudnn and off the kernels)."""

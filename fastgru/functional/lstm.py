@@ -17,9 +17,9 @@ import torch
 from .. import backend, reference
 from ..ops.guard import autocast_entry
 from ..ops.lstm_cell import lstm_cell_op
-from ..ops.lstm_layer import lstm_layer_op
+from ..ops.lstm_layer import lstm_layer_forward_plan, lstm_layer_op
 from .checks import check_cell_states, check_lengths, check_sequence, check_state
-from .dispatch import check_strategy, choose, stack_directions
+from .dispatch import Explanation, check_strategy, choose, needs_grad, stack_directions
 from .layers import pytorch_packed, pytorch_padded, run_layers
 
 # (w_ih, w_hh, b_ih, b_hh, w_hr) for one layer and direction; biases and w_hr may be None.
@@ -90,12 +90,37 @@ def lstm(input: torch.Tensor, hx, weights: Sequence[LayerWeights], num_layers: i
                       lambda x, state, ws, lengths: _kernel_layer(x, state, ws, lengths, batch_first, strategy))
 
 
+def _stacked(ws):
+    """One layer's weights for the layer kernels, both directions in one launch: dispatch's
+    stack_directions, and w_hr (D, P, H) or None."""
+    return (*stack_directions(ws), None if ws[0][4] is None else torch.stack([w[4] for w in ws]))
+
+
 def _kernel_layer(x, state, ws, lengths, batch_first, strategy):
     """One layer through fastgru::lstm_layer_fwd, both directions in one launch."""
-    w_ih, w_hh, b_ih, b_hh = stack_directions(ws)
-    w_hr = None if ws[0][4] is None else torch.stack([w[4] for w in ws])
+    w_ih, w_hh, b_ih, b_hh, w_hr = _stacked(ws)
     out, h_n, c_n = lstm_layer_op(x, state[0], state[1], w_ih, w_hh, b_ih, b_hh, w_hr, lengths, batch_first, strategy)
     return out, (h_n, c_n)
+
+
+def explain_lstm(input, hx, weights, bidirectional, batch_first, training, lengths, strategy) -> Explanation:
+    """The Explanation of one batched LSTM call (input 3-D, hx = (h_0, c_0)), decided as lstm()
+    decides: the backend, PyTorch's operator where forced (``cudnn``; the LSTM has no measured
+    table), else the first layer's plan as its launcher plans it (compiled for the fit, nothing run)."""
+    check_strategy(strategy)
+    hx = state_pair(hx)
+    which = backend.backend_for(input)
+    mode = "training" if needs_grad(input, hx[0], [*weights, (hx[1],)]) else "inference"
+    if which == "reference":
+        return Explanation(which, None, "FASTGRU_BACKEND=reference: the readable PyTorch loop (fastgru/reference.py)", mode)
+    if strategy == "cudnn":
+        _check_cudnn(input, hx, weights, bidirectional, batch_first, training, lengths)
+        return Explanation(which, None if which == "torch" else "cudnn", "forced", mode)
+    if which == "torch":
+        return Explanation(which, None, "CPU: PyTorch's own LSTM operator (the kernels are GPU kernels)", mode)
+    w_ih, w_hh, _, _, w_hr = _stacked(weights[: 2 if bidirectional else 1])
+    plan, reason = lstm_layer_forward_plan(input, w_ih, w_hh, w_hr, batch_first, mode == "training", strategy)
+    return Explanation(which, plan.strategy, reason, mode, plan)
 
 
 def _torch_lstm(input, hx, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):

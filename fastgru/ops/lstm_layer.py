@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..launchers.gru_layer import acc_dtype
 from ..launchers.lstm_layer import lstm_layer_backward, lstm_layer_forward
+from ..launchers.lstm_layer import lstm_layer_forward_plan  # noqa: F401  (what functional's explain asks: nothing launches)
 from .guard import op_entry
 
 
