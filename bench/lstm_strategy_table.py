@@ -169,18 +169,9 @@ def summarize(paths) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out")
-    p.add_argument("--strategies", default="dispatched,persistent,rows,stepwise")
-    p.add_argument("--dtypes", default="fp16,bf16")
-    p.add_argument("--modes", default="inference,training")
-    p.add_argument("--hiddens", default="768,256,512,1024")
-    p.add_argument("--batches", default="16,8,64,128")
-    p.add_argument("--T", type=int, default=512)
-    p.add_argument("--forms", default=",".join(ST.FORMS))
-    p.add_argument("--warmup-ms", type=float, default=10.0)
-    p.add_argument("--rep-ms", type=float, default=50.0)
+    ST.add_grid_arguments(p, strategies="dispatched,persistent,rows,stepwise", dtypes="fp16,bf16",
+                          hiddens="768,256,512,1024", batches="16,8,64,128")
     p.add_argument("--budget-s", type=float, default=None, help="no new cell starts once this many seconds are spent")
-    p.add_argument("--tag", default="", help="appended to the file name")
     p.add_argument("--dry-run", action="store_true", help="list the rows and cuDNN's algorithm per cell; no GPU")
     p.add_argument("--summarize", nargs="+", metavar="JSON", help="print the Markdown summary of these files")
     a = p.parse_args(argv)
@@ -194,24 +185,15 @@ def main(argv=None) -> int:
         m for m in modes if m not in ("inference", "training")]
     if bad:
         p.error(f"unknown strategies, dtypes or modes {bad}; choose from {STRATEGIES}, {tuple(DTYPES)}, inference/training")
-    forms = tuple(a.forms.split(","))
-    if not forms or any(f not in ST.FORMS for f in forms) or "eager" not in forms:
-        p.error(f"--forms: expected 'eager' or 'eager,graphed', got {a.forms!r}")
+    forms = ST.parse_forms(p, a.forms)
     if a.dry_run:
         print(dry_run_text(dtypes, modes, ints(a.hiddens), ints(a.batches), a.T, strategies))
         return 0
-    if not a.out:
-        p.error("--out is required")
-    if not torch.cuda.is_available():
-        print("lstm_strategy_table: needs a CUDA device (--dry-run lists the rows without one)", file=sys.stderr)
+    where = ST.cuda_output(p, a.out, f"strategies-lstm-{'-'.join(strategies)}{a.tag}.json", "lstm_strategy_table",
+                           " (--dry-run lists the rows without one)")
+    if where is None:
         return 2
-    from fastgru.bench.environment import environment
-
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"strategies-lstm-{'-'.join(strategies)}{a.tag}.json"
-    env = environment(torch.device("cuda"))
-    arch = "sm_{}{}".format(*torch.cuda.get_device_capability())
+    path, env, arch = where
 
     def save(rows, not_run, done=False):  # after every row, so a run cut short keeps what it measured
         doc = {"env": env, "command": " ".join(sys.argv), "tf32_cudnn": torch.backends.cudnn.allow_tf32, "arch": arch,

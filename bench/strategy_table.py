@@ -448,6 +448,49 @@ def summarize(paths) -> str:
     return "\n".join(lines)
 
 
+def add_grid_arguments(p, strategies: str, dtypes: str, hiddens: str, batches: str) -> None:
+    """The options both strategy tables (this one and bench/lstm_strategy_table.py) take, with
+    each table's default grid: the forms, where to write, the (strategy, dtype, mode, H, B)
+    grid at one T, the timing, and a tag for the file name."""
+    p.add_argument("--forms", default=",".join(FORMS), help="eager, graphed or both (the CUDA-graph capture of each provider)")
+    p.add_argument("--out")
+    p.add_argument("--strategies", default=strategies)
+    p.add_argument("--dtypes", default=dtypes)
+    p.add_argument("--modes", default="inference,training")
+    p.add_argument("--hiddens", default=hiddens)
+    p.add_argument("--batches", default=batches)
+    p.add_argument("--T", type=int, default=512)
+    p.add_argument("--warmup-ms", type=float, default=10.0)
+    p.add_argument("--rep-ms", type=float, default=50.0)
+    p.add_argument("--tag", default="", help="appended to the file name")
+
+
+def parse_forms(p, text: str) -> tuple:
+    """--forms: "eager" or "eager,graphed" (every timed row has an eager form), else the parser's error."""
+    forms = tuple(text.split(","))
+    if not forms or any(f not in FORMS for f in forms) or "eager" not in forms:
+        p.error(f"--forms: expected 'eager' or 'eager,graphed', got {text!r}")
+    return forms
+
+
+def cuda_output(p, out: str | None, file_name: str, who: str, without_cuda: str = ""):
+    """Where a measuring run writes and what it records about the machine: (DIR/file_name, with
+    DIR = --out created, the environment, the arch "sm_XY"); None, with ``who`` saying on stderr
+    that it needs a CUDA device (``without_cuda`` appended), where there is none. --out is
+    required (the parser's error)."""
+    if not out:
+        p.error("--out is required")
+    if not torch.cuda.is_available():
+        print(f"{who}: needs a CUDA device{without_cuda}", file=sys.stderr)
+        return None
+    from fastgru.bench.environment import environment
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    arch = "sm_{}{}".format(*torch.cuda.get_device_capability())
+    return folder / file_name, environment(torch.device("cuda")), arch
+
+
 VARIANT_BUDGET_S = 240.0  # the variant step's share of bench/gpu_check.sh (under 4 minutes on an H100)
 
 
@@ -479,18 +522,11 @@ def _run_variants(p, a) -> int:
                   file=sys.stderr)
             return 1
         return 0
-    if not a.out:
-        p.error("--out is required")
-    if not torch.cuda.is_available():
-        print("strategy_table: needs a CUDA device (--dry-run lists the rows without one)", file=sys.stderr)
+    where = cuda_output(p, a.out, f"strategies-variants-{a.variants}{a.tag}.json", "strategy_table",
+                        " (--dry-run lists the rows without one)")
+    if where is None:
         return 2
-    from fastgru.bench.environment import environment
-
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"strategies-variants-{a.variants}{a.tag}.json"
-    env = environment(torch.device("cuda"))
-    arch = "sm_{}{}".format(*torch.cuda.get_device_capability())
+    path, env, arch = where
     started = time.perf_counter()
     precompiled: dict = {}
 
@@ -538,19 +574,10 @@ def main(argv=None):
     p.add_argument("--emit-plan", nargs="+", metavar="JSON",
                    help="write the dispatcher's plan table from these result files and exit (no GPU needed)")
     p.add_argument("--plan-out", default=None, help=f"where --emit-plan writes (default {plan_emit.DEFAULT_OUT.relative_to(plan_emit.ROOT)})")
-    p.add_argument("--forms", default=",".join(FORMS), help="eager, graphed or both (the CUDA-graph capture of each provider)")
-    p.add_argument("--out")
-    p.add_argument("--strategies", default="rows,stepwise")
-    p.add_argument("--dtypes", default="bf16,fp32")
-    p.add_argument("--modes", default="inference,training")
-    p.add_argument("--hiddens", default="256,512,1024")
-    p.add_argument("--batches", default="1,8,32,128")
-    p.add_argument("--T", type=int, default=512)
-    p.add_argument("--warmup-ms", type=float, default=10.0)
-    p.add_argument("--rep-ms", type=float, default=50.0)
+    add_grid_arguments(p, strategies="rows,stepwise", dtypes="bf16,fp32", hiddens="256,512,1024",
+                       batches="1,8,32,128")
     p.add_argument("--num-warps", type=int, default=None, help="experiment: persistent forward kernels with this many warps (the backward keeps its own)")
     p.add_argument("--block-h", default=None, help="experiment: persistent hidden-block sizes to try, e.g. 16 or 64,32,16")
-    p.add_argument("--tag", default="", help="appended to the file name")
     p.add_argument("--variants", default=None, metavar="SET",
                    help="time the persistent kernel's variants beside nn.GRU instead (bench/variants.py: goal, smoke); "
                         "--dtypes/--modes/--hiddens/--batches/--strategies do not apply, the set decides")
@@ -581,23 +608,13 @@ def main(argv=None):
         print(plan_emit.summary(doc))
         print(f"wrote {out_path} ({len(doc['entries'])} entries)")
         return 0
-    forms = tuple(a.forms.split(","))
-    if not forms or any(f not in FORMS for f in forms) or "eager" not in forms:
-        p.error(f"--forms: expected 'eager' or 'eager,graphed', got {a.forms!r}")
-    if not a.out:
-        p.error("--out is required")
-    if not torch.cuda.is_available():
-        print("strategy_table: needs a CUDA device", file=sys.stderr)
-        return 2
-    from fastgru.bench.environment import environment
-
+    forms = parse_forms(p, a.forms)
     ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
     strategies = a.strategies.split(",")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"strategies-{'-'.join(strategies)}{a.tag}.json"
-    env = environment(torch.device("cuda"))
-    arch = "sm_{}{}".format(*torch.cuda.get_device_capability())
+    where = cuda_output(p, a.out, f"strategies-{'-'.join(strategies)}{a.tag}.json", "strategy_table")
+    if where is None:
+        return 2
+    path, env, arch = where
 
     def save(rows):  # after every row, so a run cut short by its time limit keeps what it measured
         doc = {"env": env, "command": " ".join(sys.argv), "tf32_cudnn": torch.backends.cudnn.allow_tf32,

@@ -45,20 +45,35 @@ def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=Fal
     past its length its state is carried unchanged and its output is zero (nn.GRU's
     PackedSequence semantics).
     """
+    def step(xt, h):
+        return (gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh, reset_after),)
+
+    out, (h,) = run_sequence(step, x, (h0,), lengths, reverse)
+    return out, h
+
+
+def run_sequence(step, x, state, lengths=None, reverse=False):
+    """A cell run over a time-major sequence, the loop gru_layer and lstm_layer share.
+
+    ``step(x_t, *state) -> new state``: a tuple of (B, .) tensors whose first is the step's
+    output (h). x (T, B, I), state the tuple entering step 0, lengths (B,) or None ->
+    (out (T, B, features of h), final state). Row b runs over its first ``lengths[b]`` steps (in
+    reverse order when ``reverse``); past its length its state is carried unchanged and its
+    output is zero (PackedSequence semantics).
+    """
     T, B = x.shape[0], x.shape[1]
     rows = torch.arange(B, device=x.device)
     if lengths is None:
         lengths = torch.full((B,), T, dtype=torch.long)
     lengths = lengths.to(device=x.device, dtype=torch.long)
-    out = x.new_zeros(T, B, h0.shape[-1])
-    h = h0
+    out = x.new_zeros(T, B, state[0].shape[-1])
     for s in range(T):
         valid = s < lengths
         t = (lengths - 1 - s).clamp(min=0) if reverse else torch.full_like(lengths, s)
-        h_new = gru_cell(x[t, rows], h, w_ih, w_hh, b_ih, b_hh, reset_after)
-        out = out.index_put((t[valid], rows[valid]), h_new[valid])
-        h = torch.where(valid.unsqueeze(1), h_new, h)
-    return out, h
+        new = step(x[t, rows], *state)
+        out = out.index_put((t[valid], rows[valid]), new[0][valid])
+        state = tuple(torch.where(valid.unsqueeze(1), n, old) for n, old in zip(new, state))
+    return out, state
 
 
 def gru(x, h0, weights, num_layers, bidirectional=False, lengths=None, dropout=0.0, training=False, reset_after=True):
@@ -127,20 +142,10 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, lengths=N
     """One direction of one LSTM layer over a time-major sequence, with gru_layer's semantics
     for ``lengths`` and ``reverse`` (past its length a row carries h and c unchanged and outputs
     zero). x (T, B, I), h0 (B, R), c0 (B, H) -> (out (T, B, R), (h_n (B, R), c_n (B, H)))."""
-    T, B = x.shape[0], x.shape[1]
-    rows = torch.arange(B, device=x.device)
-    if lengths is None:
-        lengths = torch.full((B,), T, dtype=torch.long)
-    lengths = lengths.to(device=x.device, dtype=torch.long)
-    out = x.new_zeros(T, B, h0.shape[-1])
-    h, c = h0, c0
-    for s in range(T):
-        valid = (s < lengths).unsqueeze(1)
-        t = (lengths - 1 - s).clamp(min=0) if reverse else torch.full_like(lengths, s)
-        h_new, c_new = lstm_cell(x[t, rows], h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
-        out = out.index_put((t[valid[:, 0]], rows[valid[:, 0]]), h_new[valid[:, 0]])
-        h, c = torch.where(valid, h_new, h), torch.where(valid, c_new, c)
-    return out, (h, c)
+    def step(xt, h, c):
+        return lstm_cell(xt, h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
+
+    return run_sequence(step, x, (h0, c0), lengths, reverse)
 
 
 def lstm(x, hx, weights, num_layers, bidirectional=False, lengths=None, dropout=0.0, training=False):

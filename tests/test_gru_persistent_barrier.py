@@ -31,15 +31,23 @@ BLOCK_H = 16
 BLOCK_B = 4
 
 
+def force_multi_block(monkeypatch, launcher, block_h, block_b, family=None):
+    """Every layer launch of ``launcher`` (launchers.gru_layer or lstm_layer) runs `persistent`
+    with ``block_h`` hidden units and ``block_b`` batch rows per program, built by the planner's
+    own helper; ``family``, where given, is the one the launcher must ask the planner for."""
+
+    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None, **kw):
+        assert family is None or kw.get("family") == family, kw
+        return planner._plan("persistent", B, H, block_b, block_h, planner._pow2(H), 4)
+
+    monkeypatch.setattr(launcher, "plan_gru", plan_gru)
+
+
 @pytest.fixture
 def multi_block(monkeypatch):
     """Every GRU layer launch in the test runs `persistent` with BLOCK_H hidden units and BLOCK_B
-    batch rows per program, built by the planner's own helper."""
-
-    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None, **kw):
-        return planner._plan("persistent", B, H, BLOCK_B, BLOCK_H, planner._pow2(H), 4)
-
-    monkeypatch.setattr(gru_layer, "plan_gru", plan_gru)
+    batch rows per program."""
+    force_multi_block(monkeypatch, gru_layer, BLOCK_H, BLOCK_B)
 
 
 def _weights(D, I, H):
@@ -81,13 +89,14 @@ def run_layer(T, B, I, H, D, lengths, reset_after, policy="random", seed=0, time
     return log
 
 
-def _expect_protocol(log, T, B, H, D, reset_after):
-    """Both launches ran the multi-block grid, waited at their barriers, and every (batch block,
-    direction) counter saw T steps x phases x hidden blocks arrivals."""
-    hidden, batch = -(-H // BLOCK_H), -(-B // BLOCK_B)
-    phases = 1 if reset_after else 2
+def expect_protocol(log, family, T, B, H, D, phases, block_h=BLOCK_H, block_b=BLOCK_B):
+    """Both launches ran the multi-block grid (``family``'s persistent forward, then its
+    backward), waited at their barriers, and every (batch block, direction) counter saw T steps x
+    ``phases`` x hidden blocks arrivals."""
+    hidden, batch = -(-H // block_h), -(-B // block_b)
+    grid = (hidden, batch, D)
     assert [(r.name, r.grid) for r in log.launches] == [
-        ("gru_fwd_persistent_kernel", (hidden, batch, D)), ("gru_bwd_persistent_kernel", (hidden, batch, D))]
+        (f"{family}_fwd_persistent_kernel", grid), (f"{family}_bwd_persistent_kernel", grid)]
     for r in log.launches:
         assert r.polls > 0 and r.switches > 0
         assert sorted(r.arrivals.values()) == [T * phases * hidden] * (batch * D), r.arrivals
@@ -101,7 +110,7 @@ LENGTHS = [5, 2, 4, 5, 1, 3]  # B = 6: batch blocks of 4 and 2 rows, rows ending
 def test_multi_block_persistent_matches_reference(multi_block, reset_after, policy):
     T, B, H, D = 5, len(LENGTHS), 40, 2
     log = run_layer(T, B, 3, H, D, torch.tensor(LENGTHS), reset_after, policy)
-    _expect_protocol(log, T, B, H, D, reset_after)
+    expect_protocol(log, "gru", T, B, H, D, 1 if reset_after else 2)
 
 
 @pytest.mark.slow
@@ -111,7 +120,7 @@ def test_multi_block_persistent_more_blocks(multi_block, reset_after, policy, se
     # H = 48: three full hidden blocks; B = 11: three batch blocks; other interleavings.
     T, B, H, D = 4, 11, 48, 2
     log = run_layer(T, B, 2, H, D, torch.randint(1, T + 1, (B,)), reset_after, policy, seed)
-    _expect_protocol(log, T, B, H, D, reset_after)
+    expect_protocol(log, "gru", T, B, H, D, 1 if reset_after else 2)
 
 
 # -- teeth: a broken barrier must fail ---------------------------------------------------------------
@@ -133,7 +142,9 @@ def _meet_one_phase_more(p_count, arrivals, n_peers):
 
 @triton.jit
 def _meet_odd_phases_unwaited(p_count, arrivals, n_peers):
-    # reset_after=False: the forward's reset phase, the backward's gates phase arrive but do not wait
+    # Two phases a step, the first's barrier arrives but does not wait: reset_after=False's forward
+    # reset phase and backward gates phase; with an LSTM projection, the forward's barrier before
+    # the projection phase and the backward's after the gates phase.
     if (arrivals // n_peers) % 2 == 1:
         grid_barrier(p_count, 0)
     else:
@@ -142,7 +153,9 @@ def _meet_odd_phases_unwaited(p_count, arrivals, n_peers):
 
 @triton.jit
 def _meet_even_phases_unwaited(p_count, arrivals, n_peers):
-    # reset_after=False: the forward's step end, the backward's reset phase arrive but do not wait
+    # Two phases a step, the second's barrier arrives but does not wait: reset_after=False's forward
+    # step end and backward reset phase; with an LSTM projection, each step's closing barrier
+    # (forward and backward).
     if (arrivals // n_peers) % 2 == 0:
         grid_barrier(p_count, 0)
     else:
@@ -180,6 +193,18 @@ def _expect_wrong_with(monkeypatch, broken, kernel, T, reset_after, policy):
     """Run T steps with the kernel module's ``_meet`` replaced by ``broken``: from the start
     (kernel "forward": an output is wrong) or only after a correct forward ("backward": the
     outputs pass and a gradient is wrong)."""
+    between, first_wrong = break_meet(monkeypatch, broken, kernel, ("out", "h_n"))
+    with pytest.raises(AssertionError, match=first_wrong):
+        run_layer(T, len(LENGTHS), 3, 40, 2, torch.tensor(LENGTHS).clamp(max=T), reset_after, policy,
+                  between=between)
+
+
+def break_meet(monkeypatch, broken, kernel, outputs):
+    """Replace the persistent kernels' ``_meet`` (the counter barrier every GRU and LSTM barrier
+    goes through) by ``broken``: now for kernel "forward", or for "backward" by the returned
+    ``between`` (to call between a correct forward and the backward; None for "forward"). Returns
+    (between, the pattern of the first wrong result's error: one of ``outputs`` for the forward,
+    a gradient for the backward)."""
     module = kernels("gru_persistent")
 
     def breaks():
@@ -187,10 +212,8 @@ def _expect_wrong_with(monkeypatch, broken, kernel, T, reset_after, policy):
 
     if kernel == "forward":
         breaks()
-    first_wrong = "^(out|h_n): relative error" if kernel == "forward" else "^d.*: relative error"
-    with pytest.raises(AssertionError, match=first_wrong):
-        run_layer(T, len(LENGTHS), 3, 40, 2, torch.tensor(LENGTHS).clamp(max=T), reset_after, policy,
-                  between=breaks if kernel == "backward" else None)
+        return None, f"^({'|'.join(outputs)}): relative error"
+    return breaks, "^d.*: relative error"
 
 
 @pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])

@@ -13,6 +13,7 @@ where a tight tolerance says the mapping, and not rounding, is right.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from fastgru.interop import (
     to_keras_bidirectional,
     to_onnx,
 )
+from helpers import onnx_attributes
 
 F64 = torch.float64
 
@@ -39,13 +41,26 @@ def _torch_backend():
         yield
 
 
-def _rng(seed):
+# The helpers below serve tests/test_lstm_interop.py as well (the LSTM's mappings).
+
+
+def np_rng(seed):
     return np.random.default_rng(seed)
 
 
-def _close(actual, expected, rtol=1e-10, atol=1e-12):
+def close(actual, expected, rtol=1e-10, atol=1e-12):
+    """assert_allclose of two arrays or tensors (tensors detached to numpy)."""
     actual = actual.detach().numpy() if isinstance(actual, torch.Tensor) else actual
+    expected = expected.detach().numpy() if isinstance(expected, torch.Tensor) else expected
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def same_parameters(a, b):
+    """Two modules hold the same parameters, exactly, under the same names."""
+    sd_a, sd_b = a.state_dict(), b.state_dict()
+    assert sd_a.keys() == sd_b.keys()
+    for k in sd_a:
+        torch.testing.assert_close(sd_b[k], sd_a[k], rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +106,27 @@ def keras_weights(rng, input_size, H, reset_after=True, bias=True):
     return w
 
 
+def keras_bidirectional(keras_layer, x, fw, bw, **kwargs):
+    """keras.layers.Bidirectional(keras_layer) in numpy: the backward layer reads the sequence
+    reversed (go_backwards), its outputs are put back in time order, and merge_mode="concat"
+    joins forward then backward. ``keras_layer(x, *weights, **kwargs) -> (outputs, *final
+    states)`` (keras_gru, keras_lstm) -> (outputs, [each final state stacked forward, backward])."""
+    y_f, *states_f = keras_layer(x, *fw, **kwargs)
+    y_b, *states_b = keras_layer(x[:, ::-1], *bw, **kwargs)
+    return np.concatenate([y_f, y_b[:, ::-1]], axis=-1), [np.stack(pair) for pair in zip(states_f, states_b)]
+
+
+def keras_round_trip(weights, **kwargs):
+    """to_keras(from_keras(*weights, **kwargs)) gives ``weights`` back exactly, in float64 and
+    (cast) in float32."""
+    for dtype, np_dtype in ((F64, np.float64), (torch.float32, np.float32)):
+        back = to_keras(from_keras(*weights, dtype=dtype, **kwargs))
+        assert len(back) == len(weights)
+        for a, b in zip(back, weights):
+            assert a.dtype == np_dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b.astype(np_dtype))
+
+
 def test_keras_tiny_case_by_hand():
     # input 2, units 2, two steps, batch 1: every number below goes through Keras' equations.
     kernel = np.array([[0.1, -0.2, 0.3, 0.4, -0.5, 0.6], [0.7, 0.8, -0.9, 1.0, 0.2, -0.3]])
@@ -102,8 +138,8 @@ def test_keras_tiny_case_by_hand():
         m = from_keras(kernel, recurrent_kernel, bias, reset_after=reset_after, dtype=F64)
         assert m.reset_after is reset_after and m.batch_first and m.hidden_size == 2 and m.input_size == 2
         out, h_n = m(torch.from_numpy(x))
-        _close(out, expected_out)
-        _close(h_n[0], expected_h)
+        close(out, expected_out)
+        close(h_n[0], expected_h)
     # The two formulations differ on this input, so each test above pins its own.
     a = keras_gru(x, kernel, recurrent_kernel, np.stack([bias_after[0], 0 * bias_after[1]]), True)[1]
     b = keras_gru(x, kernel, recurrent_kernel, bias_after[0], False)[1]
@@ -113,27 +149,27 @@ def test_keras_tiny_case_by_hand():
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 def test_keras_random(reset_after, bias):
-    rng = _rng(1 + 2 * reset_after + bias)
+    rng = np_rng(1 + 2 * reset_after + bias)
     weights = keras_weights(rng, 3, 4, reset_after, bias)
     x, h0 = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 4))
     m = from_keras(*weights, reset_after=reset_after, dtype=F64)
     assert m.bias is bias
     out, h_n = m(torch.from_numpy(x), torch.from_numpy(h0)[None])
     expected_out, expected_h = keras_gru(x, *weights[:2], weights[2] if bias else None, reset_after, h0)
-    _close(out, expected_out)
-    _close(h_n[0], expected_h)
+    close(out, expected_out)
+    close(h_n[0], expected_h)
 
 
 def test_keras_reset_after_true_is_nn_gru():
-    rng = _rng(7)
+    rng = np_rng(7)
     weights = keras_weights(rng, 3, 4, True)
     m = from_keras(*weights, dtype=F64)
     ref = nn.GRU(3, 4, batch_first=True, dtype=F64)
     ref.load_state_dict(m.state_dict())
     x = torch.from_numpy(rng.normal(size=(2, 6, 3)))
     for a, b in zip(m(x), ref(x)):
-        _close(a, b.detach().numpy())
-    _close(ref(x)[0], keras_gru(x.numpy(), *weights, reset_after=True)[0])
+        close(a, b.detach().numpy())
+    close(ref(x)[0], keras_gru(x.numpy(), *weights, reset_after=True)[0])
     # nn.GRU's own weights export the same way.
     for a, b in zip(to_keras(ref), weights):
         np.testing.assert_array_equal(a, b)
@@ -142,13 +178,7 @@ def test_keras_reset_after_true_is_nn_gru():
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 def test_keras_round_trip_arrays(reset_after, bias):
-    weights = keras_weights(_rng(11), 3, 4, reset_after, bias)
-    for dtype, np_dtype in ((F64, np.float64), (torch.float32, np.float32)):
-        back = to_keras(from_keras(*weights, reset_after=reset_after, dtype=dtype))
-        assert len(back) == len(weights)
-        for a, b in zip(back, weights):
-            assert a.dtype == np_dtype and a.shape == b.shape
-            np.testing.assert_array_equal(a, b.astype(np_dtype))
+    keras_round_trip(keras_weights(np_rng(11), 3, 4, reset_after, bias), reset_after=reset_after)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -160,10 +190,10 @@ def test_to_keras_of_a_trained_module(reset_after):
     x = torch.randn(5, 2, 3, dtype=F64)
     out, h_n = m(x)
     expected_out, expected_h = keras_gru(x.transpose(0, 1).numpy(), *weights, reset_after=reset_after)
-    _close(out.transpose(0, 1), expected_out)
-    _close(h_n[0], expected_h)
+    close(out.transpose(0, 1), expected_out)
+    close(h_n[0], expected_h)
     back = from_keras(*weights, reset_after=reset_after, batch_first=False, dtype=F64)
-    _close(back(x)[0], out.detach().numpy())
+    close(back(x)[0], out.detach().numpy())
 
 
 def test_to_keras_layers_and_cells():
@@ -174,29 +204,26 @@ def test_to_keras_layers_and_cells():
     y = x.numpy()
     for k in range(2):
         y, h = keras_gru(y, *to_keras(m, layer=k), reset_after=False)
-        _close(h_n[k], h)
-    _close(out, y)
+        close(h_n[k], h)
+    close(out, y)
     # Cells: one step of the layer.
     for cell in (fastgru.GRUCell(3, 4, dtype=F64, reset_after=False), nn.GRUCell(3, 4, dtype=F64)):
         reset_after = getattr(cell, "reset_after", True)
         xt, h0 = torch.randn(2, 3, dtype=F64), torch.randn(2, 4, dtype=F64)
-        _close(cell(xt, h0), keras_gru(xt[:, None].numpy(), *to_keras(cell), reset_after=reset_after, h0=h0.numpy())[1])
+        close(cell(xt, h0), keras_gru(xt[:, None].numpy(), *to_keras(cell), reset_after=reset_after, h0=h0.numpy())[1])
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_keras_bidirectional(reset_after):
-    rng = _rng(21 + reset_after)
+    rng = np_rng(21 + reset_after)
     fw, bw = keras_weights(rng, 3, 4, reset_after), keras_weights(rng, 3, 4, reset_after)
     m = from_keras_bidirectional(fw, bw, reset_after=reset_after, dtype=F64)
     assert m.bidirectional and m.batch_first
     x = rng.normal(size=(2, 5, 3))
     out, h_n = m(torch.from_numpy(x))
-    # keras.layers.Bidirectional: the backward layer reads the sequence reversed (go_backwards),
-    # its outputs are put back in time order, and merge_mode="concat" joins forward then backward.
-    y_f, h_f = keras_gru(x, *fw, reset_after=reset_after)
-    y_b, h_b = keras_gru(x[:, ::-1], *bw, reset_after=reset_after)
-    _close(out, np.concatenate([y_f, y_b[:, ::-1]], axis=-1))
-    _close(h_n, np.stack([h_f, h_b]))
+    expected_out, (expected_h,) = keras_bidirectional(keras_gru, x, fw, bw, reset_after=reset_after)
+    close(out, expected_out)
+    close(h_n, expected_h)
     for a, b in zip(to_keras_bidirectional(m), fw + bw):
         np.testing.assert_array_equal(a, b)
 
@@ -242,7 +269,7 @@ def test_to_keras_errors():
         to_keras_bidirectional(fastgru.GRU(3, 4))
     with pytest.raises(TypeError, match=r"module must be a fastgru.GRU.*got RNN"):
         to_keras(nn.RNN(3, 4))
-    fw = keras_weights(_rng(0), 3, 4)
+    fw = keras_weights(np_rng(0), 3, 4)
     with pytest.raises(TypeError, match=r"forward_weights must be a list"):
         from_keras_bidirectional(fw[0], fw)
     with pytest.raises(ValueError, match=r"backward_weights must hold 2 arrays .* or 3"):
@@ -257,37 +284,47 @@ def test_to_keras_errors():
 # ONNX
 
 
-def onnx_gru_model(inputs: dict, opset=14, **attrs):
-    """A model of one GRU node; ``inputs`` maps the node's input names to arrays (absent: left out)."""
-    onnx = pytest.importorskip("onnx")
+# A node's inputs and outputs, in the operator's order.
+ONNX_NODES = {
+    "GRU": (("X", "W", "R", "B", "sequence_lens", "initial_h"), ("Y", "Y_h")),
+    "LSTM": (("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"), ("Y", "Y_h", "Y_c")),
+}
+
+
+def onnx_model(op_type, inputs: dict, opset=14, **attrs):
+    """A model of one ``op_type`` ("GRU", "LSTM") node; ``inputs`` maps the node's input names
+    to arrays (absent: left out)."""
+    pytest.importorskip("onnx")
     from onnx import helper
 
-    order = ("X", "W", "R", "B", "sequence_lens", "initial_h")
+    order, outputs = ONNX_NODES[op_type]
     names = [n if n in inputs else "" for n in order]
     while names[-1] == "":
         names.pop()
-    node = helper.make_node("GRU", names, ["Y", "Y_h"], **attrs)
+    node = helper.make_node(op_type, names, list(outputs), **attrs)
     elem = helper.np_dtype_to_tensor_dtype(inputs["X"].dtype)
     graph = helper.make_graph(
-        [node], "gru",
+        [node], op_type.lower(),
         [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
          for n, a in inputs.items()],
-        [helper.make_tensor_value_info("Y", elem, None), helper.make_tensor_value_info("Y_h", elem, None)],
+        [helper.make_tensor_value_info(n, elem, None) for n in outputs],
     )
-    return onnx, helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def onnx_reference(inputs: dict, **attrs):
-    _, model = onnx_gru_model(inputs, **attrs)
+def onnx_reference(op_type, inputs: dict, **attrs):
+    """onnx's reference evaluator on a one-node model: the node's outputs."""
+    model = onnx_model(op_type, inputs, **attrs)
     from onnx.reference import ReferenceEvaluator
 
     return ReferenceEvaluator(model).run(None, inputs)
 
 
-def onnx_tensors(rng, D, input_size, H, bias=True):
-    t = {"W": rng.normal(size=(D, 3 * H, input_size)), "R": rng.normal(size=(D, 3 * H, H)) * 0.7}
+def onnx_tensors(rng, D, input_size, H, bias=True, gates=3):
+    """Random W, R (and B) of a node with ``gates`` gate blocks (the GRU's 3, the LSTM's 4)."""
+    t = {"W": rng.normal(size=(D, gates * H, input_size)), "R": rng.normal(size=(D, gates * H, H)) * 0.7}
     if bias:
-        t["B"] = rng.normal(size=(D, 6 * H))
+        t["B"] = rng.normal(size=(D, 2 * gates * H))
     return t
 
 
@@ -302,47 +339,48 @@ def onnx_y(out, T, B, D, H):
 def test_onnx_reference_evaluator(lbr, direction, bias):
     pytest.importorskip("onnx")
     D, T, B, I, H = (2 if direction == "bidirectional" else 1), 5, 3, 4, 6
-    rng = _rng(100 + 4 * lbr + 2 * D + bias)
+    rng = np_rng(100 + 4 * lbr + 2 * D + bias)
     inputs = {"X": rng.normal(size=(T, B, I)), **onnx_tensors(rng, D, I, H, bias)}
     if bias:  # initial_h as well, where B is given
         inputs["initial_h"] = rng.normal(size=(D, B, H))
-    Y, Y_h = onnx_reference(inputs, hidden_size=H, linear_before_reset=lbr, direction=direction)
+    Y, Y_h = onnx_reference("GRU", inputs, hidden_size=H, linear_before_reset=lbr, direction=direction)
     m = from_onnx(inputs["W"], inputs["R"], inputs.get("B"), linear_before_reset=lbr, direction=direction,
                   hidden_size=H, dtype=F64)
     assert m.reset_after is bool(lbr) and m.bidirectional is (D == 2) and m.bias is bias
     h0 = torch.from_numpy(inputs["initial_h"]) if bias else None
     out, h_n = m(torch.from_numpy(inputs["X"]), h0)
-    _close(onnx_y(out, T, B, D, H), Y)
-    _close(h_n, Y_h)
+    close(onnx_y(out, T, B, D, H), Y)
+    close(h_n, Y_h)
 
 
 @pytest.mark.parametrize("lbr", [0, 1])
 def test_onnx_reverse_direction_recipe(lbr):
     pytest.importorskip("onnx")
     T, B, I, H = 4, 2, 3, 5
-    rng = _rng(200 + lbr)
+    rng = np_rng(200 + lbr)
     inputs = {"X": rng.normal(size=(T, B, I)), **onnx_tensors(rng, 1, I, H), "initial_h": rng.normal(size=(1, B, H))}
-    Y, Y_h = onnx_reference(inputs, hidden_size=H, linear_before_reset=lbr, direction="reverse")
+    Y, Y_h = onnx_reference("GRU", inputs, hidden_size=H, linear_before_reset=lbr, direction="reverse")
     with pytest.raises(ValueError, match=r"direction='reverse'.*direction='forward'.*flip"):
         from_onnx(inputs["W"], inputs["R"], inputs["B"], linear_before_reset=lbr, direction="reverse")
     # The recipe the error gives.
     m = from_onnx(inputs["W"], inputs["R"], inputs["B"], linear_before_reset=lbr, direction="forward", dtype=F64)
     y, h_n = m(torch.from_numpy(inputs["X"]).flip(0), torch.from_numpy(inputs["initial_h"]))
-    _close(onnx_y(y.flip(0), T, B, 1, H), Y)
-    _close(h_n, Y_h)
+    close(onnx_y(y.flip(0), T, B, 1, H), Y)
+    close(h_n, Y_h)
 
 
 def test_onnx_layout_batch_first():
     pytest.importorskip("onnx")
     T, B, I, H, D = 4, 3, 2, 5, 2
-    rng = _rng(300)
+    rng = np_rng(300)
     inputs = {"X": rng.normal(size=(B, T, I)), **onnx_tensors(rng, D, I, H), "initial_h": rng.normal(size=(B, D, H))}
-    Y, Y_h = onnx_reference(inputs, hidden_size=H, linear_before_reset=1, direction="bidirectional", layout=1)
+    Y, Y_h = onnx_reference("GRU", inputs, hidden_size=H, linear_before_reset=1, direction="bidirectional",
+                            layout=1)
     m = from_onnx(inputs["W"], inputs["R"], inputs["B"], linear_before_reset=1, direction="bidirectional",
                   batch_first=True, dtype=F64)
     out, h_n = m(torch.from_numpy(inputs["X"]), torch.from_numpy(inputs["initial_h"]).transpose(0, 1))
-    _close(out.reshape(B, T, D, H), Y)  # layout=1: Y is (batch, seq, D, H)
-    _close(h_n.transpose(0, 1), Y_h)  # and Y_h (batch, D, H)
+    close(out.reshape(B, T, D, H), Y)  # layout=1: Y is (batch, seq, D, H)
+    close(h_n.transpose(0, 1), Y_h)  # and Y_h (batch, D, H)
 
 
 @pytest.mark.parametrize("lbr", [0, 1])
@@ -350,16 +388,16 @@ def test_onnxruntime(lbr):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     T, B, I, H, D = 6, 2, 3, 4, 2
-    rng = _rng(400 + lbr)
+    rng = np_rng(400 + lbr)
     inputs = {"X": rng.normal(size=(T, B, I)), **onnx_tensors(rng, D, I, H), "initial_h": rng.normal(size=(D, B, H))}
     inputs = {k: v.astype(np.float32) for k, v in inputs.items()}
-    _, model = onnx_gru_model(inputs, hidden_size=H, linear_before_reset=lbr, direction="bidirectional")
+    model = onnx_model("GRU", inputs, hidden_size=H, linear_before_reset=lbr, direction="bidirectional")
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     Y, Y_h = session.run(None, inputs)
     m = from_onnx(inputs["W"], inputs["R"], inputs["B"], linear_before_reset=lbr, direction="bidirectional", dtype=F64)
     out, h_n = m(torch.from_numpy(inputs["X"]).double(), torch.from_numpy(inputs["initial_h"]).double())
-    _close(onnx_y(out, T, B, D, H), Y, rtol=1e-5, atol=1e-5)
-    _close(h_n, Y_h, rtol=1e-5, atol=1e-5)
+    close(onnx_y(out, T, B, D, H), Y, rtol=1e-5, atol=1e-5)
+    close(h_n, Y_h, rtol=1e-5, atol=1e-5)
 
 
 BACKEND_CASES = [
@@ -368,8 +406,9 @@ BACKEND_CASES = [
 ]
 
 
-def onnx_backend_case(name):
-    """(model, inputs, expected outputs) of an ONNX backend node test case."""
+def onnx_backend_case(name, op):
+    """(model, inputs, expected outputs) of an ONNX backend node test case of operator ``op``
+    ("gru", "lstm")."""
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
@@ -383,37 +422,62 @@ def onnx_backend_case(name):
 
         return onnx.load(str(folder / "model.onnx")), load("input"), load("output")
     # This onnx install ships the generators of those files rather than the files. Importing the
-    # GRU generator module runs its exports (seeded as for the published data), which register
-    # their cases with the package's case list.
+    # operator's generator module runs its exports (seeded as for the published data), which
+    # register their cases with the package's case list.
     try:
         import onnx.backend.test.case.node as node_cases
-        import onnx.backend.test.case.node.gru  # noqa: F401
 
+        importlib.import_module(f"onnx.backend.test.case.node.{op}")
         cases = {c.name: c for c in node_cases._NodeTestCases}
     except (ImportError, AttributeError) as e:  # pragma: no cover - depends on the onnx version
-        pytest.skip(f"the ONNX backend GRU cases are not available in this onnx install: {e}")
+        pytest.skip(f"the ONNX backend {op.upper()} cases are not available in this onnx install: {e}")
     if name not in cases:
-        pytest.skip(f"{name} is not among this onnx version's GRU backend cases")
+        pytest.skip(f"{name} is not among this onnx version's {op.upper()} backend cases")
     inputs, outputs = cases[name].data_sets[0]
     return cases[name].model, list(inputs), list(outputs)
 
 
+def backend_case_node(model):
+    """A backend case's one node and its attributes, ``direction`` read as a str, and both
+    ``direction`` ("forward") and ``layout`` (0) present, ONNX's defaults where not given."""
+    node = model.graph.node[0]
+    attrs = {"direction": "forward", "layout": 0, **onnx_attributes(node)}
+    if isinstance(attrs["direction"], bytes):
+        attrs["direction"] = attrs["direction"].decode()
+    return node, attrs
+
+
+def as_onnx_outputs(out, states, layout):
+    """A module's results as a node's outputs, {"Y", "Y_h"(, "Y_c")}, from ``out`` and the final
+    ``states`` (h_n(, c_n)), in the node's ``layout`` (0: time-major, Y (T, D, B, H); 1:
+    batch-first, Y (B, T, D, H) and the states (B, D, H))."""
+    D, H = states[0].shape[0], states[0].shape[2]
+    if layout:
+        Y, finals = out.reshape(out.shape[0], out.shape[1], D, H), [s.transpose(0, 1) for s in states]
+    else:
+        Y, finals = onnx_y(out, out.shape[0], out.shape[1], D, H), list(states)
+    return dict(zip(("Y", "Y_h", "Y_c"), [Y, *finals]))
+
+
+def check_backend_outputs(node, ours, expected):
+    """Each output the case's node names matches its published value (computed in float32)."""
+    present = [n for n in node.output if n]
+    assert len(present) == len(expected)
+    for output_name, want in zip(present, expected):
+        close(ours[output_name], want.astype(np.float64), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", BACKEND_CASES)
 def test_onnx_backend_cases(name):
-    model, inputs, expected = onnx_backend_case(name)
-    from onnx import helper
-
-    node = model.graph.node[0]
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    model, inputs, expected = onnx_backend_case(name, "gru")
+    node, attrs = backend_case_node(model)
     unsupported = set(attrs) - {"hidden_size", "linear_before_reset", "direction", "layout"}
     if unsupported:
         pytest.skip(f"{name}: attributes {sorted(unsupported)} have no fastgru equivalent")
     feeds = dict(zip([n for n in node.input if n], inputs))
     if "sequence_lens" in feeds:
         pytest.skip(f"{name}: sequence_lens cases are not mapped here")
-    direction = attrs.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
-    layout = attrs.get("layout", 0)
+    direction, layout = attrs["direction"], attrs["layout"]
     lbr = attrs.get("linear_before_reset", 0)
     x = torch.from_numpy(feeds["X"]).double()
     h0 = torch.from_numpy(feeds["initial_h"]).double() if "initial_h" in feeds else None
@@ -428,19 +492,7 @@ def test_onnx_backend_cases(name):
     out, h_n = m(x.flip(t_dim) if flip else x, h0)
     if flip:
         out = out.flip(t_dim)
-    D, H = h_n.shape[0], h_n.shape[2]
-    if layout:
-        B_, T = out.shape[0], out.shape[1]
-        Y, Y_h = out.reshape(B_, T, D, H), h_n.transpose(0, 1)
-    else:
-        T, B_ = out.shape[0], out.shape[1]
-        Y, Y_h = onnx_y(out, T, B_, D, H), h_n
-    ours = dict(zip(["Y", "Y_h"], [Y, Y_h]))
-    present = [n for n in node.output if n]
-    assert len(present) == len(expected)
-    for output_name, want in zip(present, expected):
-        # The published outputs were computed in float32.
-        _close(ours[output_name], want.astype(np.float64), rtol=1e-5, atol=1e-6)
+    check_backend_outputs(node, as_onnx_outputs(out, (h_n,), layout), expected)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -455,17 +507,14 @@ def test_onnx_round_trip(reset_after, bidirectional, bias):
     assert d["direction"] == ("bidirectional" if bidirectional else "forward")
     assert (d["B"] is None) is (not bias) and (not bias or d["B"].shape == (D, 24))
     back = from_onnx(**d, dtype=F64)
-    sd, sd_back = m.state_dict(), back.state_dict()
-    assert sd.keys() == sd_back.keys()
-    for k in sd:
-        torch.testing.assert_close(sd_back[k], sd[k], rtol=0, atol=0)
+    same_parameters(m, back)
     x = torch.randn(5, 2, 3, dtype=F64)
     for a, b in zip(back(x), m(x)):
-        _close(a, b.detach().numpy())
+        close(a, b.detach().numpy())
     # Torch tensors are accepted as well as numpy arrays.
     again = from_onnx(*(torch.from_numpy(d[k]) if d[k] is not None else None for k in "WRB"),
                       linear_before_reset=d["linear_before_reset"], direction=d["direction"], dtype=F64)
-    _close(again(x)[1], m(x)[1].detach().numpy())
+    close(again(x)[1], m(x)[1].detach().numpy())
 
 
 def test_to_onnx_layers_chain():
@@ -477,8 +526,8 @@ def test_to_onnx_layers_chain():
     for k in range(2):
         y, h = from_onnx(**to_onnx(m, layer=k), dtype=F64)(y)
         states.append(h)
-    _close(y, out.detach().numpy())
-    _close(torch.cat(states), h_n.detach().numpy())
+    close(y, out.detach().numpy())
+    close(torch.cat(states), h_n.detach().numpy())
     assert to_onnx(nn.GRU(3, 4))["linear_before_reset"] == 1
     assert to_onnx(fastgru.GRU(3, 4, dtype=torch.bfloat16))["W"].dtype == np.float32
 

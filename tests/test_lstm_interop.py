@@ -16,10 +16,6 @@ tests/test_onnx_export.py does for the GRU. Each torch.onnx.export takes a secon
 
 from __future__ import annotations
 
-import copy
-import io
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -37,6 +33,21 @@ from fastgru.interop import (
     to_keras_bidirectional,
     to_onnx,
 )
+from helpers import compare_with_ort, export_inputs, exported_nodes, onnx_attributes, onnx_export, ort_session
+from test_interop_weights import (
+    as_onnx_outputs,
+    backend_case_node,
+    check_backend_outputs,
+    close,
+    keras_bidirectional,
+    keras_round_trip,
+    np_rng,
+    onnx_backend_case,
+    onnx_reference,
+    onnx_tensors,
+    onnx_y,
+    same_parameters,
+)
 
 F64 = torch.float64
 
@@ -45,16 +56,6 @@ F64 = torch.float64
 def _torch_backend():
     with backend.using("torch"):
         yield
-
-
-def _rng(seed):
-    return np.random.default_rng(seed)
-
-
-def _close(actual, expected, rtol=1e-10, atol=1e-12):
-    actual = actual.detach().numpy() if isinstance(actual, torch.Tensor) else actual
-    expected = expected.detach().numpy() if isinstance(expected, torch.Tensor) else expected
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def keras_weights(rng, input_size, H, bias=True):
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_keras_lstm_equations(bias):
-    rng = _rng(1 + bias)
+    rng = np_rng(1 + bias)
     weights = keras_weights(rng, 3, 4, bias)
     x, h0, c0 = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 4)), rng.normal(size=(2, 4))
     m = from_keras(*weights, cell="lstm", dtype=F64)
@@ -102,13 +103,13 @@ def test_keras_lstm_equations(bias):
     assert (m.input_size, m.hidden_size, m.num_layers, m.proj_size, m.bidirectional) == (3, 4, 1, 0, False)
     out, (h_n, c_n) = m(torch.from_numpy(x), (torch.from_numpy(h0)[None], torch.from_numpy(c0)[None]))
     expected_out, expected_h, expected_c = keras_lstm(x, *weights[:2], weights[2] if bias else None, h0, c0)
-    _close(out, expected_out)
-    _close(h_n[0], expected_h)
-    _close(c_n[0], expected_c)
+    close(out, expected_out)
+    close(h_n[0], expected_h)
+    close(c_n[0], expected_c)
     if bias:
         assert not m.bias_hh_l0.any()  # Keras' one bias goes to bias_ih
     # "LSTM" in any case names the same mapping.
-    _close(from_keras(*weights, cell="LSTM", dtype=F64)(torch.from_numpy(x))[0], m(torch.from_numpy(x))[0])
+    close(from_keras(*weights, cell="LSTM", dtype=F64)(torch.from_numpy(x))[0], m(torch.from_numpy(x))[0])
 
 
 def test_keras_gate_order_is_nn_lstm():
@@ -122,9 +123,9 @@ def test_keras_gate_order_is_nn_lstm():
     weights = to_keras(ref)
     assert [w.shape for w in weights] == [(3, 16), (4, 16), (16,)]
     expected_out, expected_h, expected_c = keras_lstm(x.numpy(), *weights)
-    _close(out, expected_out)
-    _close(h_n[0], expected_h)
-    _close(c_n[0], expected_c)
+    close(out, expected_out)
+    close(h_n[0], expected_h)
+    close(c_n[0], expected_c)
     # Swapping any two gate blocks changes the result: the comparison above pins the order.
     swapped = [w.copy() for w in weights]
     for w in swapped[:2]:
@@ -134,13 +135,7 @@ def test_keras_gate_order_is_nn_lstm():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_keras_lstm_round_trip_arrays(bias):
-    weights = keras_weights(_rng(11), 3, 4, bias)
-    for dtype, np_dtype in ((F64, np.float64), (torch.float32, np.float32)):
-        back = to_keras(from_keras(*weights, cell="lstm", dtype=dtype))
-        assert len(back) == len(weights)
-        for a, b in zip(back, weights):
-            assert a.dtype == np_dtype and a.shape == b.shape
-            np.testing.assert_array_equal(a, b.astype(np_dtype))
+    keras_round_trip(keras_weights(np_rng(11), 3, 4, bias), cell="lstm")
 
 
 def test_to_keras_lstm_layers_and_cells():
@@ -151,9 +146,9 @@ def test_to_keras_lstm_layers_and_cells():
     y = x.transpose(0, 1).numpy()
     for k in range(2):
         y, h, c = keras_lstm(y, *to_keras(m, layer=k))
-        _close(h_n[k], h)
-        _close(c_n[k], c)
-    _close(out.transpose(0, 1), y)
+        close(h_n[k], h)
+        close(c_n[k], c)
+    close(out.transpose(0, 1), y)
     # Cells: one step of the layer.
     for cell in (fastgru.LSTMCell(3, 4, dtype=F64), nn.LSTMCell(3, 4, dtype=F64), nn.LSTMCell(3, 4, bias=False)):
         xt, h0, c0 = (torch.randn(2, n, dtype=cell.weight_ih.dtype) for n in (3, 4, 4))
@@ -163,24 +158,21 @@ def test_to_keras_lstm_layers_and_cells():
         _, h, c = keras_lstm(xt[:, None].double().numpy(), *(w.astype(np.float64) for w in weights),
                              h0=h0.double().numpy(), c0=c0.double().numpy())
         tol = {} if cell.weight_ih.dtype == F64 else {"rtol": 1e-5, "atol": 1e-6}
-        _close(h1.double(), h, **tol)
-        _close(c1.double(), c, **tol)
+        close(h1.double(), h, **tol)
+        close(c1.double(), c, **tol)
 
 
 def test_keras_lstm_bidirectional():
-    rng = _rng(21)
+    rng = np_rng(21)
     fw, bw = keras_weights(rng, 3, 4), keras_weights(rng, 3, 4)
     m = from_keras_bidirectional(fw, bw, cell="lstm", dtype=F64)
     assert isinstance(m, fastgru.LSTM) and m.bidirectional and m.batch_first
     x = rng.normal(size=(2, 5, 3))
     out, (h_n, c_n) = m(torch.from_numpy(x))
-    # keras.layers.Bidirectional: the backward layer reads the sequence reversed, its outputs are
-    # put back in time order, and merge_mode="concat" joins forward then backward.
-    y_f, h_f, c_f = keras_lstm(x, *fw)
-    y_b, h_b, c_b = keras_lstm(x[:, ::-1], *bw)
-    _close(out, np.concatenate([y_f, y_b[:, ::-1]], axis=-1))
-    _close(h_n, np.stack([h_f, h_b]))
-    _close(c_n, np.stack([c_f, c_b]))
+    expected_out, (expected_h, expected_c) = keras_bidirectional(keras_lstm, x, fw, bw)
+    close(out, expected_out)
+    close(h_n, expected_h)
+    close(c_n, expected_c)
     for a, b in zip(to_keras_bidirectional(m), fw + bw):
         np.testing.assert_array_equal(a, b)
 
@@ -231,7 +223,7 @@ def test_to_keras_lstm_errors():
         to_keras(fastgru.LSTMCell(3, 4), layer=1)
     with pytest.raises(TypeError, match=r"module must be a fastgru.GRU, GRUCell, LSTM or LSTMCell.*got RNN"):
         to_keras(nn.RNN(3, 4))
-    fw = keras_weights(_rng(0), 3, 4)
+    fw = keras_weights(np_rng(0), 3, 4)
     with pytest.raises(ValueError, match=r"backward_weights bias must have shape \(4 \* hidden_size,\)"):
         from_keras_bidirectional(fw, fw[:2] + [np.zeros(12)], cell="lstm")
     with pytest.raises(ValueError, match=r"same input_size, hidden_size and use_bias"):
@@ -244,80 +236,45 @@ def test_to_keras_lstm_errors():
 # ONNX weights
 
 
-def onnx_lstm_model(inputs: dict, opset=14, **attrs):
-    """A model of one LSTM node; ``inputs`` maps the node's input names to arrays (absent: left out)."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import helper
-
-    order = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
-    names = [n if n in inputs else "" for n in order]
-    while names[-1] == "":
-        names.pop()
-    node = helper.make_node("LSTM", names, ["Y", "Y_h", "Y_c"], **attrs)
-    elem = helper.np_dtype_to_tensor_dtype(inputs["X"].dtype)
-    graph = helper.make_graph(
-        [node], "lstm",
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-         for n, a in inputs.items()],
-        [helper.make_tensor_value_info(n, elem, None) for n in ("Y", "Y_h", "Y_c")],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def onnx_reference(inputs: dict, **attrs):
-    pytest.importorskip("onnx")
-    from onnx.reference import ReferenceEvaluator
-
-    return ReferenceEvaluator(onnx_lstm_model(inputs, **attrs)).run(None, inputs)
-
-
-def onnx_tensors(rng, D, input_size, H, bias=True):
-    t = {"W": rng.normal(size=(D, 4 * H, input_size)), "R": rng.normal(size=(D, 4 * H, H)) * 0.7}
-    if bias:
-        t["B"] = rng.normal(size=(D, 8 * H))
-    return t
-
-
-def onnx_y(out, T, B, D, H):
-    """fastgru's time-major output (T, B, D * H) in ONNX's Y layout (T, D, B, H)."""
-    return out.reshape(T, B, D, H).permute(0, 2, 1, 3)
+def onnx_lstm_tensors(rng, D, input_size, H, bias=True):
+    return onnx_tensors(rng, D, input_size, H, bias, gates=4)
 
 
 @pytest.mark.parametrize("direction", ["forward", "bidirectional"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_onnx_lstm_reference_evaluator(direction, bias):
     D, T, B, I, H = (2 if direction == "bidirectional" else 1), 5, 3, 4, 6
-    rng = _rng(100 + 2 * D + bias)
-    inputs = {"X": rng.normal(size=(T, B, I)), **onnx_tensors(rng, D, I, H, bias)}
+    rng = np_rng(100 + 2 * D + bias)
+    inputs = {"X": rng.normal(size=(T, B, I)), **onnx_lstm_tensors(rng, D, I, H, bias)}
     if bias:  # initial_h and initial_c as well, where B is given
         inputs["initial_h"] = rng.normal(size=(D, B, H))
         inputs["initial_c"] = rng.normal(size=(D, B, H))
-    Y, Y_h, Y_c = onnx_reference(inputs, hidden_size=H, direction=direction)
+    Y, Y_h, Y_c = onnx_reference("LSTM", inputs, hidden_size=H, direction=direction)
     m = from_onnx(inputs["W"], inputs["R"], inputs.get("B"), cell="lstm", direction=direction, hidden_size=H,
                   dtype=F64)
     assert isinstance(m, fastgru.LSTM) and m.bidirectional is (D == 2) and m.bias is bias and not m.batch_first
     state = (torch.from_numpy(inputs["initial_h"]), torch.from_numpy(inputs["initial_c"])) if bias else None
     out, (h_n, c_n) = m(torch.from_numpy(inputs["X"]), state)
-    _close(onnx_y(out, T, B, D, H), Y)
-    _close(h_n, Y_h)
-    _close(c_n, Y_c)
+    close(onnx_y(out, T, B, D, H), Y)
+    close(h_n, Y_h)
+    close(c_n, Y_c)
 
 
 def test_onnx_lstm_layout_batch_first_and_zero_peepholes():
     T, B, I, H, D = 4, 3, 2, 5, 2
-    rng = _rng(300)
-    inputs = {"X": rng.normal(size=(B, T, I)), **onnx_tensors(rng, D, I, H),
+    rng = np_rng(300)
+    inputs = {"X": rng.normal(size=(B, T, I)), **onnx_lstm_tensors(rng, D, I, H),
               "initial_h": rng.normal(size=(B, D, H)), "initial_c": rng.normal(size=(B, D, H)),
               "P": np.zeros((D, 3 * H))}
-    Y, Y_h, Y_c = onnx_reference(inputs, hidden_size=H, direction="bidirectional", layout=1, input_forget=0)
+    Y, Y_h, Y_c = onnx_reference("LSTM", inputs, hidden_size=H, direction="bidirectional", layout=1, input_forget=0)
     # An all-zero P is no peephole at all: accepted, as is input_forget=0.
     m = from_onnx(inputs["W"], inputs["R"], inputs["B"], cell="lstm", P=inputs["P"], input_forget=0,
                   direction="bidirectional", batch_first=True, dtype=F64)
     state = tuple(torch.from_numpy(inputs[k]).transpose(0, 1) for k in ("initial_h", "initial_c"))
     out, (h_n, c_n) = m(torch.from_numpy(inputs["X"]), state)
-    _close(out.reshape(B, T, D, H), Y)  # layout=1: Y is (batch, seq, D, H)
-    _close(h_n.transpose(0, 1), Y_h)  # Y_h and Y_c (batch, D, H)
-    _close(c_n.transpose(0, 1), Y_c)
+    close(out.reshape(B, T, D, H), Y)  # layout=1: Y is (batch, seq, D, H)
+    close(h_n.transpose(0, 1), Y_h)  # Y_h and Y_c (batch, D, H)
+    close(c_n.transpose(0, 1), Y_c)
 
 
 def test_onnx_lstm_gate_order():
@@ -346,18 +303,15 @@ def test_onnx_lstm_round_trip(bidirectional, bias):
     assert d["direction"] == ("bidirectional" if bidirectional else "forward")
     assert (d["B"] is None) is (not bias) and (not bias or d["B"].shape == (D, 32))
     back = from_onnx(**d, dtype=F64)
-    sd, sd_back = m.state_dict(), back.state_dict()
-    assert sd.keys() == sd_back.keys()
-    for k in sd:
-        torch.testing.assert_close(sd_back[k], sd[k], rtol=0, atol=0)
+    same_parameters(m, back)
     # The exported node computes the module (onnx's evaluator on the dict's tensors).
     x = torch.randn(5, 2, 3, dtype=F64)
     out, (h_n, c_n) = m(x)
     feeds = {"X": x.numpy(), **{k: d[k] for k in "WRB" if d[k] is not None}}
-    Y, Y_h, Y_c = onnx_reference(feeds, hidden_size=4, direction=d["direction"])
-    _close(onnx_y(out, 5, 2, D, 4), Y)
-    _close(h_n, Y_h)
-    _close(c_n, Y_c)
+    Y, Y_h, Y_c = onnx_reference("LSTM", feeds, hidden_size=4, direction=d["direction"])
+    close(onnx_y(out, 5, 2, D, 4), Y)
+    close(h_n, Y_h)
+    close(c_n, Y_c)
 
 
 def test_to_onnx_lstm_layers_chain_and_cells():
@@ -369,9 +323,9 @@ def test_to_onnx_lstm_layers_chain_and_cells():
         y, (h, c) = from_onnx(**to_onnx(m, layer=k), dtype=F64)(y)
         hs.append(h)
         cs.append(c)
-    _close(y, out)
-    _close(torch.cat(hs), h_n)
-    _close(torch.cat(cs), c_n)
+    close(y, out)
+    close(torch.cat(hs), h_n)
+    close(torch.cat(cs), c_n)
     assert to_onnx(fastgru.LSTM(3, 4, dtype=torch.bfloat16))["W"].dtype == np.float32
     cell = nn.LSTMCell(3, 4, dtype=F64)
     d = to_onnx(cell)
@@ -379,56 +333,21 @@ def test_to_onnx_lstm_layers_chain_and_cells():
     xt, h0, c0 = torch.randn(2, 3, dtype=F64), torch.randn(2, 4, dtype=F64), torch.randn(2, 4, dtype=F64)
     h1, c1 = cell(xt, (h0, c0))
     _, (h, c) = from_onnx(**d, dtype=F64)(xt[None], (h0[None], c0[None]))
-    _close(h[0], h1)
-    _close(c[0], c1)
+    close(h[0], h1)
+    close(c[0], c1)
 
 
 BACKEND_CASES = ["test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_batchwise",
                  "test_lstm_bidirectional", "test_lstm_with_peepholes"]
 
 
-def onnx_backend_case(name):
-    """(model, inputs, expected outputs) of an ONNX backend node test case (the package's data
-    files where it ships them, else its case generators, which produce the same data)."""
-    onnx = pytest.importorskip("onnx")
-    from pathlib import Path
-
-    from onnx import numpy_helper
-
-    folder = Path(onnx.__file__).parent / "backend" / "test" / "data" / "node" / name
-    if (folder / "model.onnx").exists():
-        data = folder / "test_data_set_0"
-
-        def load(prefix):
-            files = sorted(data.glob(f"{prefix}_*.pb"), key=lambda p: int(p.stem.split("_")[1]))
-            return [numpy_helper.to_array(onnx.load_tensor(str(p))) for p in files]
-
-        return onnx.load(str(folder / "model.onnx")), load("input"), load("output")
-    try:
-        import onnx.backend.test.case.node as node_cases
-        import onnx.backend.test.case.node.lstm  # noqa: F401  (registers the LSTM cases)
-
-        cases = {c.name: c for c in node_cases._NodeTestCases}
-    except (ImportError, AttributeError) as e:  # pragma: no cover - depends on the onnx version
-        pytest.skip(f"the ONNX backend LSTM cases are not available in this onnx install: {e}")
-    if name not in cases:
-        pytest.skip(f"{name} is not among this onnx version's LSTM backend cases")
-    inputs, outputs = cases[name].data_sets[0]
-    return cases[name].model, list(inputs), list(outputs)
-
-
 @pytest.mark.parametrize("name", BACKEND_CASES)
 def test_onnx_lstm_backend_cases(name):
-    model, inputs, expected = onnx_backend_case(name)
-    from onnx import helper
-
-    node = model.graph.node[0]
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    model, inputs, expected = onnx_backend_case(name, "lstm")
+    node, attrs = backend_case_node(model)
     assert not set(attrs) - {"hidden_size", "direction", "layout"}, attrs
     feeds = dict(zip([n for n in node.input if n], inputs))
-    direction = attrs.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
-    layout = attrs.get("layout", 0)
+    direction, layout = attrs["direction"], attrs["layout"]
     if "P" in feeds and np.any(feeds["P"]):  # peepholes: refused, by name
         with pytest.raises(ValueError, match=r"P holds non-zero peephole weights"):
             from_onnx(feeds["W"], feeds["R"], feeds.get("B"), cell="lstm", P=feeds["P"], direction=direction)
@@ -440,17 +359,7 @@ def test_onnx_lstm_backend_cases(name):
         state = tuple(torch.from_numpy(feeds[k]).double() for k in ("initial_h", "initial_c"))
         state = tuple(s.transpose(0, 1) for s in state) if layout else state
     out, (h_n, c_n) = m(torch.from_numpy(feeds["X"]).double(), state)
-    D, H = h_n.shape[0], h_n.shape[2]
-    if layout:
-        ours = {"Y": out.reshape(out.shape[0], out.shape[1], D, H), "Y_h": h_n.transpose(0, 1),
-                "Y_c": c_n.transpose(0, 1)}
-    else:
-        ours = {"Y": onnx_y(out, out.shape[0], out.shape[1], D, H), "Y_h": h_n, "Y_c": c_n}
-    present = [n for n in node.output if n]
-    assert len(present) == len(expected)
-    for output_name, want in zip(present, expected):
-        # The published outputs were computed in float32.
-        _close(ours[output_name], want.astype(np.float64), rtol=1e-5, atol=1e-6)
+    check_backend_outputs(node, as_onnx_outputs(out, (h_n, c_n), layout), expected)
 
 
 W4, R4_ = np.zeros((1, 16, 3)), np.zeros((1, 16, 4))
@@ -502,13 +411,6 @@ def test_to_onnx_lstm_errors():
 I, H = 5, 6
 
 
-def _export_deps():
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")  # torch.onnx.export(dynamo=True) builds the graph with it
-    return onnx, ort
-
-
 class _Call(nn.Module):
     """module(x, (h0, c0), lengths=lengths) with the state / lengths taken only when given."""
 
@@ -521,62 +423,17 @@ class _Call(nn.Module):
         return out, h_n, c_n
 
 
-def _export(model, inputs, dynamic, dynamo=True):
-    onnx, _ = _export_deps()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            return torch.onnx.export(model, (), kwargs=inputs, dynamo=True, dynamic_shapes=dynamic,
-                                     verbose=False).model_proto
-        buffer = io.BytesIO()
-        torch.onnx.export(model, (), buffer, kwargs=inputs, dynamo=False, input_names=list(inputs),
-                          dynamic_axes=dynamic, opset_version=17)
-        return onnx.load_from_string(buffer.getvalue())
+def _inputs(batch, T, batch_first, state_rows, lengths):
+    return export_inputs(batch, T, batch_first, state_rows, lengths, I, H, states=("h0", "c0"))
 
 
 def _lstm_nodes(proto):
-    onnx, _ = _export_deps()
-    ops = [n.op_type for n in proto.graph.node]
-    assert not {"Loop", "Scan"} & set(ops), ops
-    assert all(n.domain in ("", "ai.onnx") for n in proto.graph.node), {n.domain for n in proto.graph.node}
-    nodes = [n for n in proto.graph.node if n.op_type == "LSTM"]
-    attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nodes]
-    return nodes, attrs
+    """The graph's LSTM nodes (no Loop or Scan, standard operators only) and their attributes."""
+    nodes = exported_nodes(proto, "LSTM")
+    return nodes, [onnx_attributes(n) for n in nodes]
 
 
-def _compare(proto, model, inputs):
-    """onnxruntime vs the module in float32 ("torch" backend: what runs on a CPU) and float64."""
-    _, ort = _export_deps()
-    from fastgru.testing import check_close
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    assert set(names) == set(inputs), (names, list(inputs))
-    got = [torch.from_numpy(o) for o in session.run(None, {n: inputs[n].numpy() for n in names})]
-    with torch.no_grad():
-        base = model(**inputs)
-        with backend.using("reference"):
-            ref = copy.deepcopy(model).double()(
-                **{k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
-            )
-    assert len(got) == len(base) == 3
-    for name, g, b, r in zip(("output", "h_n", "c_n"), got, base, ref):
-        assert g.shape == b.shape, (name, g.shape, b.shape)
-        check_close(g, r, torch.float32, baseline=b, name=name)
-
-
-def _inputs(batch, T, batch_first, state_rows, lengths):
-    inputs = {"x": torch.randn((batch, T, I) if batch_first else (T, batch, I))}
-    if state_rows:
-        inputs["h0"] = torch.randn(state_rows, batch, H)
-        inputs["c0"] = torch.randn(state_rows, batch, H)
-    if lengths:
-        n = torch.randint(1, T + 1, (batch,))
-        n[0] = T - 1  # no row need run the full length
-        inputs["lengths"] = n
-    return inputs
+NAMES = ("output", "h_n", "c_n")
 
 
 # (num_layers, bidirectional, batch_first, bias, explicit (h0, c0), lengths)
@@ -596,7 +453,7 @@ def test_lstm_export(layers, bidirectional, batch_first, bias, state, lengths):
     inputs = _inputs(3, 7, batch_first, layers * D if state else 0, lengths)
     dynamic = {"x": {0: batch, 1: time} if batch_first else {0: time, 1: batch},
                "h0": {1: batch}, "c0": {1: batch}, "lengths": {0: batch}}
-    proto = _export(model, inputs, {k: v for k, v in dynamic.items() if k in inputs})
+    proto = onnx_export(model, inputs, {k: v for k, v in dynamic.items() if k in inputs})
 
     nodes, attrs = _lstm_nodes(proto)
     assert len(nodes) == layers
@@ -608,20 +465,22 @@ def test_lstm_export(layers, bidirectional, batch_first, bias, state, lengths):
         assert (len(node.input) > 4 and node.input[4] != "") == lengths  # sequence_lens
         assert len(node.input) == 7 and node.input[6] != ""  # initial_c, and no P
         assert len(node.output) == 3
-    _compare(proto, model, inputs)
+    session = ort_session(proto)
+    compare_with_ort(session, model, inputs, NAMES)
     # The batch and time axes are dynamic: another shape runs in the same graph.
-    _compare(proto, model, _inputs(4, 10, batch_first, layers * D if state else 0, lengths))
+    compare_with_ort(session, model, _inputs(4, 10, batch_first, layers * D if state else 0, lengths), NAMES)
 
 
 def test_lstm_torchscript_exporter():
     """dynamo=False (the deprecated TorchScript exporter) writes the same LSTM nodes."""
     model = _Call(fastgru.LSTM(I, H, num_layers=2, bidirectional=True, batch_first=True).eval())
     inputs = _inputs(3, 7, True, 0, True)
-    proto = _export(model, inputs, {"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, dynamo=False)
+    proto = onnx_export(model, inputs, {"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, dynamo=False)
     nodes, _ = _lstm_nodes(proto)
     assert len(nodes) == 2
-    _compare(proto, model, inputs)
-    _compare(proto, model, _inputs(2, 9, True, 0, True))
+    session = ort_session(proto)
+    compare_with_ort(session, model, inputs, NAMES)
+    compare_with_ort(session, model, _inputs(2, 9, True, 0, True), NAMES)
 
 
 def test_what_onnx_lstm_cannot_express_is_refused():

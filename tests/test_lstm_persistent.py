@@ -18,16 +18,19 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-import triton
-import triton.language as tl
 
 from concurrent_grid import concurrent_grid
 from fastgru import backend, reference
-from fastgru.kernels.gru_common import grid_barrier
 from fastgru.launchers import lstm_layer
-from fastgru.launchers import plan as planner
-from fastgru.launchers.loader import kernels
 from fastgru.testing import check_close
+from test_gru_persistent_barrier import (
+    _meet_even_phases_unwaited,
+    _meet_odd_phases_unwaited,
+    _meet_skipped,
+    break_meet,
+    expect_protocol,
+    force_multi_block,
+)
 
 pytestmark = pytest.mark.skipif(not backend.INTERPRET, reason="runs the persistent kernels in the interpreter")
 
@@ -39,13 +42,8 @@ NAMES = ["out", "h_n", "c_n", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db
 @pytest.fixture
 def multi_block(monkeypatch):
     """Every LSTM layer launch in the test runs `persistent` with BLOCK_H hidden units and
-    BLOCK_B batch rows a program, built by the planner's own helper."""
-
-    def plan_gru(B, H, D, device, strategy=None, dtype=torch.float32, resources=None, **kw):
-        assert kw.get("family") == "lstm"
-        return planner._plan("persistent", B, H, BLOCK_B, BLOCK_H, planner._pow2(H), 4)
-
-    monkeypatch.setattr(lstm_layer, "plan_gru", plan_gru)
+    BLOCK_B batch rows a program (the planner asked for the LSTM's family)."""
+    force_multi_block(monkeypatch, lstm_layer, BLOCK_H, BLOCK_B, family="lstm")
 
 
 def _problem(T, B, I, H, P, D, lengths, batch_first, seed=0):
@@ -161,19 +159,6 @@ def test_single_block_batch_first():
     run_layer(3, 3, 2, 5, 2, 2, torch.tensor([3, 1, 2]), batch_first=True)
 
 
-def _expect_protocol(log, T, B, H, P, D):
-    """Both launches ran the multi-block grid, waited at their barriers, and every (batch block,
-    direction) counter saw T steps x phases x hidden blocks arrivals: two phases a step with a
-    projection (forward and backward alike), one without."""
-    hidden, batch = -(-H // BLOCK_H), -(-B // BLOCK_B)
-    phases = 2 if P else 1
-    assert [(r.name, r.grid) for r in log.launches] == [
-        ("lstm_fwd_persistent_kernel", (hidden, batch, D)), ("lstm_bwd_persistent_kernel", (hidden, batch, D))]
-    for r in log.launches:
-        assert r.polls > 0 and r.switches > 0
-        assert sorted(r.arrivals.values()) == [T * phases * hidden] * (batch * D), r.arrivals
-
-
 @pytest.mark.parametrize("P,D,policy", [(0, 2, "random"), (12, 2, "random"),
                                          pytest.param(12, 1, "sequential", marks=pytest.mark.slow),
                                          pytest.param(12, 2, "reverse", marks=pytest.mark.slow)],
@@ -181,34 +166,11 @@ def _expect_protocol(log, T, B, H, P, D):
 def test_multi_block_matches_reference(multi_block, P, D, policy):
     T, H = 4, 20
     log = run_layer(T, len(LENGTHS), 3, H, P, D, torch.tensor(LENGTHS), policy=policy)
-    _expect_protocol(log, T, len(LENGTHS), H, P, D)
+    # Two phases a step with a projection (forward and backward alike), one without.
+    expect_protocol(log, "lstm", T, len(LENGTHS), H, D, 2 if P else 1, BLOCK_H, BLOCK_B)
 
 
-# -- teeth: a skipped barrier must fail --------------------------------------------------------------
-
-@triton.jit
-def _meet_skipped(p_count, arrivals, n_peers):
-    tl.debug_barrier()
-
-
-@triton.jit
-def _meet_odd_phases_unwaited(p_count, arrivals, n_peers):
-    # With a projection: the forward's barrier before the projection phase, the backward's after
-    # the gates phase arrive but do not wait.
-    if (arrivals // n_peers) % 2 == 1:
-        grid_barrier(p_count, 0)
-    else:
-        grid_barrier(p_count, arrivals)
-
-
-@triton.jit
-def _meet_even_phases_unwaited(p_count, arrivals, n_peers):
-    # With a projection: each step's closing barrier (forward and backward) arrives but does not wait.
-    if (arrivals // n_peers) % 2 == 0:
-        grid_barrier(p_count, 0)
-    else:
-        grid_barrier(p_count, arrivals)
-
+# -- teeth: a skipped barrier must fail (the broken _meet kernels are the GRU test's) ---------------
 
 @pytest.mark.parametrize("kernel", ["forward", "backward"])
 @pytest.mark.parametrize("P,broken", [(0, _meet_skipped), (12, _meet_odd_phases_unwaited),
@@ -217,14 +179,7 @@ def _meet_even_phases_unwaited(p_count, arrivals, n_peers):
 def test_each_barrier_is_needed(multi_block, monkeypatch, kernel, P, broken):
     """The forward's barrier broken: an output is wrong. The backward's alone (installed after a
     correct forward): the outputs pass and a gradient is wrong."""
-    module = kernels("gru_persistent")
-
-    def breaks():
-        monkeypatch.setattr(module, "_meet", broken)
-
-    if kernel == "forward":
-        breaks()
-    first_wrong = "^(out|h_n|c_n): relative error" if kernel == "forward" else "^d.*: relative error"
+    between, first_wrong = break_meet(monkeypatch, broken, kernel, ("out", "h_n", "c_n"))
     with pytest.raises(AssertionError, match=first_wrong):
         run_layer(3, len(LENGTHS), 3, 20, P, 1, torch.tensor(LENGTHS).clamp(max=3), policy="sequential",
-                  between=breaks if kernel == "backward" else None)
+                  between=between)

@@ -11,21 +11,23 @@ error was at most 1.7x PyTorch's.
 torch.onnx.export takes a few seconds per model on a CPU; the file runs in about 35 s.
 """
 
-import copy
-import io
-import warnings
-
 import pytest
 import torch
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")  # torch.onnx.export(dynamo=True) builds the graph with it
 
 import fastgru  # noqa: E402
-from fastgru import backend  # noqa: E402
 from fastgru.interop.onnx_export import gru_onnx_forward  # noqa: E402
-from fastgru.testing import check_close  # noqa: E402
+from helpers import (  # noqa: E402
+    compare_with_ort,
+    export_inputs,
+    exported_nodes,
+    onnx_attributes,
+    onnx_export,
+    ort_session,
+)
 
 I, H = 6, 8
 
@@ -41,68 +43,12 @@ class _Call(torch.nn.Module):
         return self.module(x, h0, lengths=lengths)
 
 
-def _export(model, inputs, dynamic_shapes, dynamo=True):
-    """Export with keyword inputs; return the ONNX ModelProto."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            program = torch.onnx.export(model, (), kwargs=inputs, dynamo=True, dynamic_shapes=dynamic_shapes,
-                                        verbose=False)
-            return program.model_proto
-        buffer = io.BytesIO()
-        torch.onnx.export(model, (), buffer, kwargs=inputs, dynamo=False, input_names=list(inputs),
-                          dynamic_axes=dynamic_shapes, opset_version=17)
-        return onnx.load_from_string(buffer.getvalue())
-
-
-def _session(proto):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
-def _run(session, inputs):
-    names = [i.name for i in session.get_inputs()]
-    assert set(names) == set(inputs), (names, list(inputs))
-    return [torch.from_numpy(o) for o in session.run(None, {n: inputs[n].numpy() for n in names})]
-
-
-def _compare(session, model, inputs, names):
-    """onnxruntime vs the module in float32 ("torch" backend: what runs on a CPU) and float64."""
-    got = _run(session, inputs)
-    with torch.no_grad(), backend.using("torch"):
-        base = model(**inputs)
-    with torch.no_grad(), backend.using("reference"):
-        ref = copy.deepcopy(model).double()(
-            **{k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
-        )
-    assert len(got) == len(base) == len(names)
-    for name, g, b, r in zip(names, got, base, ref):
-        assert g.shape == b.shape, (name, g.shape, b.shape)
-        check_close(g, r, torch.float32, baseline=b, name=name)
-
-
-def _gru_nodes(proto):
-    ops = [n.op_type for n in proto.graph.node]
-    assert not {"Loop", "Scan"} & set(ops), ops
-    assert all(n.domain in ("", "ai.onnx") for n in proto.graph.node), {n.domain for n in proto.graph.node}
-    return [n for n in proto.graph.node if n.op_type == "GRU"]
-
-
 def _attr(node, name):
-    return onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == name))
+    return onnx_attributes(node)[name]
 
 
 def _inputs(B, T, batch_first, h0_rows, lengths, dtype=torch.float32):
-    x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=dtype)
-    inputs = {"x": x}
-    if h0_rows:
-        inputs["h0"] = torch.randn(h0_rows, B, H, dtype=dtype)
-    if lengths:
-        n = torch.randint(1, T + 1, (B,))
-        n[0] = T - 1  # no row need run the full length
-        inputs["lengths"] = n
-    return inputs
+    return export_inputs(B, T, batch_first, h0_rows, lengths, I, H, dtype=dtype)
 
 
 # (num_layers, bidirectional, batch_first, bias, explicit h0, lengths, reset_after)
@@ -127,9 +73,9 @@ def test_gru_export(layers, bidirectional, batch_first, bias, h0, lengths, reset
     inputs = _inputs(3, 7, batch_first, layers * D if h0 else 0, lengths)
     dynamic = {"x": x_axes, "h0": {1: batch} if h0 else None, "lengths": {0: batch} if lengths else None}
     dynamic = {k: v for k, v in dynamic.items() if k in inputs}
-    proto = _export(model, inputs, dynamic)
+    proto = onnx_export(model, inputs, dynamic)
 
-    nodes = _gru_nodes(proto)
+    nodes = exported_nodes(proto, "GRU")
     assert len(nodes) == layers
     for node in nodes:
         assert _attr(node, "linear_before_reset") == (1 if reset_after else 0)
@@ -138,22 +84,24 @@ def test_gru_export(layers, bidirectional, batch_first, bias, h0, lengths, reset
         assert (node.input[3] != "") == bias  # B
         assert (len(node.input) > 4 and node.input[4] != "") == lengths  # sequence_lens
 
-    session = _session(proto)
-    _compare(session, model, inputs, ["output", "h_n"])
+    session = ort_session(proto)
+    compare_with_ort(session, model, inputs, ["output", "h_n"])
     # The batch and time axes are dynamic: another shape runs in the same graph.
-    _compare(session, model, _inputs(5, 11, batch_first, layers * D if h0 else 0, lengths), ["output", "h_n"])
+    more = _inputs(5, 11, batch_first, layers * D if h0 else 0, lengths)
+    compare_with_ort(session, model, more, ["output", "h_n"])
 
 
 def test_gru_attention_export_with_lengths():
     model = fastgru.GRUAttention(I, H, 3, num_layers=2, bidirectional=True).eval()
     batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
     inputs = {"x": torch.randn(4, 9, I), "lengths": torch.tensor([9, 3, 6, 1])}
-    proto = _export(model, inputs, {"x": {0: batch, 1: time}, "lengths": {0: batch}})
-    nodes = _gru_nodes(proto)
+    proto = onnx_export(model, inputs, {"x": {0: batch, 1: time}, "lengths": {0: batch}})
+    nodes = exported_nodes(proto, "GRU")
     assert len(nodes) == 2 and all(_attr(n, "linear_before_reset") == 1 for n in nodes)
-    session = _session(proto)
-    _compare(session, model, inputs, ["logits", "weights"])
-    _compare(session, model, {"x": torch.randn(2, 13, I), "lengths": torch.tensor([5, 13])}, ["logits", "weights"])
+    session = ort_session(proto)
+    compare_with_ort(session, model, inputs, ["logits", "weights"])
+    more = {"x": torch.randn(2, 13, I), "lengths": torch.tensor([5, 13])}
+    compare_with_ort(session, model, more, ["logits", "weights"])
 
 
 def test_torchscript_exporter():
@@ -161,12 +109,12 @@ def test_torchscript_exporter():
     gru = fastgru.GRU(I, H, num_layers=2, bidirectional=True, batch_first=True, reset_after=False).eval()
     model = _Call(gru)
     inputs = _inputs(3, 7, True, 0, True)
-    proto = _export(model, inputs, {"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, dynamo=False)
-    nodes = _gru_nodes(proto)
+    proto = onnx_export(model, inputs, {"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, dynamo=False)
+    nodes = exported_nodes(proto, "GRU")
     assert len(nodes) == 2 and all(_attr(n, "linear_before_reset") == 0 for n in nodes)
-    session = _session(proto)
-    _compare(session, model, inputs, ["output", "h_n"])
-    _compare(session, model, _inputs(2, 10, True, 0, True), ["output", "h_n"])
+    session = ort_session(proto)
+    compare_with_ort(session, model, inputs, ["output", "h_n"])
+    compare_with_ort(session, model, _inputs(2, 10, True, 0, True), ["output", "h_n"])
 
 
 def test_what_onnx_cannot_express_is_refused():

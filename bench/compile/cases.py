@@ -61,6 +61,7 @@ FULL = Grid(
     decoder=tuple((N, T_in, H, K) for N in (1, 8, 64) for T_in in (64, 512) for H in (256, 512) for K in (H, 2 * H)),
     lstm=tuple((B, H, D) for H in (256, 512, 1024) for B in (1, 16, 64) for D in (1, 2)),
     lstm_proj=tuple((B, H, H // 2, D) for H in (256, 512, 1024) for B in (1, 16, 64) for D in (1, 2)),
+    lstm_forced=("persistent",),
     lstm_cell=tuple((B, H) for B in (1, 64, 512) for H in (256, 1024)),
 )
 # CI's form: every kernel (every strategy forced), one small shape per dtype, one config each.
@@ -278,6 +279,15 @@ def gru_small(target, dtype_label, grid: Grid):
         gru_cell(target, dtype_label, SMALL_B, H)
 
 
+def pick_then_forced(forced, compile_layer) -> None:
+    """``compile_layer(None)`` (the dispatcher's pick; it returns the strategies it ran), then
+    ``compile_layer(strategy)`` for each strategy of ``forced`` the pick did not already run."""
+    ran = compile_layer(None)
+    for strategy in forced:
+        if strategy not in ran:
+            compile_layer(strategy)
+
+
 def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
     """Every case of ``grid`` in every dtype, dtype by dtype (the TF32 flags set for each), for
     the case families named in ``families``."""
@@ -285,10 +295,8 @@ def run_all(target, grid: Grid, dtypes=tuple(DTYPES), families=FAMILIES):
         with tf32(DTYPES[label][1]), torch.no_grad():
             for reset_after, family, shapes in ((True, "gru", grid.gru), (False, "gru-reset-before", grid.gru_reset_before)):
                 for B, H, D in shapes if family in families else ():
-                    ran = gru_layer(target, label, B, H, D, grid.T, grid.I, None, reset_after)
-                    for strategy in grid.gru_forced:
-                        if strategy not in ran:
-                            gru_layer(target, label, B, H, D, grid.T, grid.I, strategy, reset_after)
+                    pick_then_forced(grid.gru_forced, lambda strategy: gru_layer(
+                        target, label, B, H, D, grid.T, grid.I, strategy, reset_after))
             for B, H in grid.cell if "cell" in families else ():
                 gru_cell(target, label, B, H)
             if "gru-small" in families:
@@ -314,10 +322,8 @@ def lstm_families(target, label, grid: Grid, families) -> None:
     layers = [(B, H, 0, D) for B, H, D in grid.lstm] if "lstm" in families else []
     layers += list(grid.lstm_proj) if "lstm-proj" in families else []
     for B, H, P, D in layers:
-        ran = lstm_layer(target, label, B, H, D, grid.T, grid.I, None, P)
-        for strategy in grid.lstm_forced:
-            if strategy not in ran:
-                lstm_layer(target, label, B, H, D, grid.T, grid.I, strategy, P)
+        pick_then_forced(grid.lstm_forced, lambda strategy: lstm_layer(
+            target, label, B, H, D, grid.T, grid.I, strategy, P))
     for B, H in grid.lstm_cell if "lstm-cell" in families else ():
         lstm_cell(target, label, B, H)
 

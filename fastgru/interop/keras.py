@@ -48,8 +48,8 @@ from __future__ import annotations
 import torch
 
 from .gate_order import swap_rz
-from .layer_weights import (as_tensor, build_gru, build_lstm, check_bool, family_of, is_lstm, lstm_module_layer,
-                            module_layer, to_numpy)
+from .layer_weights import (as_tensor, build_gru, build_lstm, check_bool, family_of, is_lstm, keras_kernels,
+                            lstm_module_layer, module_layer, to_numpy)
 from .lstm_keras import lstm_direction, lstm_hint, lstm_keras_arrays
 
 __all__ = ["from_keras", "to_keras", "from_keras_bidirectional", "to_keras_bidirectional"]
@@ -58,28 +58,9 @@ __all__ = ["from_keras", "to_keras", "from_keras_bidirectional", "to_keras_bidir
 def _direction(kernel, recurrent_kernel, bias, reset_after: bool, caller: str, where: str = ""):
     """Validate one Keras layer's arrays -> (input_size, hidden_size, (w_ih, w_hh, b_ih, b_hh))
     in nn.GRU's layout and gate order. ``where`` prefixes argument names (bidirectional)."""
-    kernel = as_tensor(kernel, f"{where}kernel", caller, "(input_size, 3 * hidden_size)")
-    if kernel.dim() != 2:
-        raise ValueError(
-            f"{caller}: {where}kernel must be 2-D, (input_size, 3 * hidden_size) with gates z, r, h along "
-            f"the last axis, got shape {tuple(kernel.shape)}"
-        )
-    recurrent_kernel = as_tensor(
-        recurrent_kernel, f"{where}recurrent_kernel", caller, "(hidden_size, 3 * hidden_size)"
+    kernel, recurrent_kernel, input_size, H = keras_kernels(
+        kernel, recurrent_kernel, "z, r, h", caller, where, lstm_hint
     )
-    input_size, three_h = kernel.shape
-    if three_h == 0 or three_h % 3 or input_size == 0:
-        raise ValueError(
-            f"{caller}: {where}kernel must have shape (input_size, 3 * hidden_size) with both positive, "
-            f"got {tuple(kernel.shape)}{lstm_hint(kernel, recurrent_kernel)}"
-        )
-    H = three_h // 3
-    if tuple(recurrent_kernel.shape) != (H, 3 * H):
-        raise ValueError(
-            f"{caller}: {where}recurrent_kernel must have shape (hidden_size, 3 * hidden_size) = {(H, 3 * H)} "
-            f"to match kernel {tuple(kernel.shape)}, got {tuple(recurrent_kernel.shape)}"
-            f"{lstm_hint(kernel, recurrent_kernel)}"
-        )
     w_ih, w_hh = swap_rz(kernel.T), swap_rz(recurrent_kernel.T)
     if bias is None:
         return input_size, H, (w_ih, w_hh, None, None)

@@ -1,7 +1,8 @@
 """What the Keras and ONNX weight converters share: reading a weight argument into a CPU tensor
-with a clear error, telling a GRU module from an LSTM one, collecting one layer's parameters from
-a module, building a one-layer GRU or LSTM from converted tensors, and turning a parameter into a
-numpy array."""
+with a clear error, checking a Keras layer's two kernels (either recurrence), telling a GRU
+module from an LSTM one, collecting one layer's parameters from a module, building a one-layer
+GRU or LSTM from converted tensors, turning a parameter into a numpy array, and an ONNX node's
+tensors and ``to_onnx`` dict from a layer's parameters."""
 
 from __future__ import annotations
 
@@ -33,6 +34,38 @@ def as_tensor(value, name: str, caller: str, layout: str) -> torch.Tensor:
     if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{caller}: {name} must hold real numbers, got dtype {t.dtype}")
     return t
+
+
+def keras_kernels(kernel, recurrent_kernel, gates: str, caller: str, where: str, hint, for_cell: str = ""):
+    """A Keras layer's ``kernel`` (input_size, n * H) and ``recurrent_kernel`` (H, n * H), n the
+    number of gate blocks named in ``gates`` ("z, r, h" or "i, f, c, o"), read and checked ->
+    (kernel, recurrent_kernel, input_size, H). ``where`` prefixes argument names
+    (bidirectional); ``hint(kernel, recurrent_kernel)`` ends a shape error (the other
+    recurrence's arrays named), ``for_cell`` qualifies it (" for cell='lstm'")."""
+    n = len(gates.split(", "))
+    kernel = as_tensor(kernel, f"{where}kernel", caller, f"(input_size, {n} * hidden_size)")
+    if kernel.dim() != 2:
+        raise ValueError(
+            f"{caller}: {where}kernel must be 2-D, (input_size, {n} * hidden_size) with gates {gates} along "
+            f"the last axis, got shape {tuple(kernel.shape)}"
+        )
+    recurrent_kernel = as_tensor(
+        recurrent_kernel, f"{where}recurrent_kernel", caller, f"(hidden_size, {n} * hidden_size)"
+    )
+    input_size, columns = kernel.shape
+    if columns == 0 or columns % n or input_size == 0:
+        raise ValueError(
+            f"{caller}: {where}kernel must have shape (input_size, {n} * hidden_size) with both positive"
+            f"{for_cell}, got {tuple(kernel.shape)}{hint(kernel, recurrent_kernel)}"
+        )
+    H = columns // n
+    if tuple(recurrent_kernel.shape) != (H, n * H):
+        raise ValueError(
+            f"{caller}: {where}recurrent_kernel must have shape (hidden_size, {n} * hidden_size) = {(H, n * H)} "
+            f"to match kernel {tuple(kernel.shape)}{for_cell}, got {tuple(recurrent_kernel.shape)}"
+            f"{hint(kernel, recurrent_kernel)}"
+        )
+    return kernel, recurrent_kernel, input_size, H
 
 
 def check_dtype(dtype, caller: str) -> None:
@@ -189,3 +222,31 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     if t.dtype == torch.bfloat16:
         t = t.float()
     return t.numpy().copy()
+
+
+def onnx_node_tensors(directions, to_onnx_order):
+    """An ONNX GRU or LSTM node's ``W`` (D, nH, input), ``R`` (D, nH, H) and ``B`` (D, 2nH) or
+    None, as torch tensors, from one layer's directions ((w_ih, w_hh, b_ih, b_hh, ...) in nn's
+    layout, forward first; biases None without bias), each tensor's gate blocks put in ONNX's
+    order by ``to_onnx_order``. Plain differentiable ops on the parameters, so an exporter
+    tracing them records them too."""
+    W = torch.stack([to_onnx_order(d[0]) for d in directions])
+    R = torch.stack([to_onnx_order(d[1]) for d in directions])
+    if directions[0][2] is None:
+        return W, R, None
+    B = torch.stack([torch.cat([to_onnx_order(d[2]), to_onnx_order(d[3])]) for d in directions])
+    return W, R, B
+
+
+def onnx_node(W, R, B, cell: str, **attributes) -> dict:
+    """``to_onnx``'s dict of one node: its tensors (torch, B None without bias) as numpy arrays,
+    ``attributes`` (the GRU's linear_before_reset), then direction, hidden_size and cell."""
+    return {
+        "W": to_numpy(W),
+        "R": to_numpy(R),
+        "B": None if B is None else to_numpy(B),
+        **attributes,
+        "direction": "bidirectional" if W.shape[0] == 2 else "forward",
+        "hidden_size": int(R.shape[-1]),
+        "cell": cell,
+    }

@@ -33,35 +33,16 @@ from __future__ import annotations
 
 import torch
 
-from .layer_weights import as_tensor, to_numpy
+from .layer_weights import as_tensor, keras_kernels, to_numpy
 
 
 def lstm_direction(kernel, recurrent_kernel, bias, caller: str, where: str = ""):
     """Validate one Keras LSTM layer's arrays -> (input_size, hidden_size, (w_ih, w_hh, b_ih,
     b_hh)) in nn.LSTM's layout (b_hh zero: Keras has one bias). ``where`` prefixes argument
     names (bidirectional)."""
-    kernel = as_tensor(kernel, f"{where}kernel", caller, "(input_size, 4 * hidden_size)")
-    if kernel.dim() != 2:
-        raise ValueError(
-            f"{caller}: {where}kernel must be 2-D, (input_size, 4 * hidden_size) with gates i, f, c, o along "
-            f"the last axis, got shape {tuple(kernel.shape)}"
-        )
-    recurrent_kernel = as_tensor(
-        recurrent_kernel, f"{where}recurrent_kernel", caller, "(hidden_size, 4 * hidden_size)"
+    kernel, recurrent_kernel, input_size, H = keras_kernels(
+        kernel, recurrent_kernel, "i, f, c, o", caller, where, gru_hint, " for cell='lstm'"
     )
-    input_size, four_h = kernel.shape
-    if four_h == 0 or four_h % 4 or input_size == 0:
-        raise ValueError(
-            f"{caller}: {where}kernel must have shape (input_size, 4 * hidden_size) with both positive for "
-            f"cell='lstm', got {tuple(kernel.shape)}{gru_hint(kernel, recurrent_kernel)}"
-        )
-    H = four_h // 4
-    if tuple(recurrent_kernel.shape) != (H, 4 * H):
-        raise ValueError(
-            f"{caller}: {where}recurrent_kernel must have shape (hidden_size, 4 * hidden_size) = {(H, 4 * H)} "
-            f"to match kernel {tuple(kernel.shape)} for cell='lstm', got {tuple(recurrent_kernel.shape)}"
-            f"{gru_hint(kernel, recurrent_kernel)}"
-        )
     w_ih, w_hh = kernel.T, recurrent_kernel.T
     if bias is None:
         return input_size, H, (w_ih, w_hh, None, None)

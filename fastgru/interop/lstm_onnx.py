@@ -36,7 +36,7 @@ import operator
 import torch
 
 from .gate_order import lstm_from_onnx, lstm_to_onnx
-from .layer_weights import as_tensor, lstm_module_layer, to_numpy
+from .layer_weights import as_tensor, lstm_module_layer, onnx_node, onnx_node_tensors
 
 
 def check_lstm_attributes(P, input_forget, D: int, H: int, caller: str) -> None:
@@ -93,12 +93,7 @@ def onnx_lstm_tensors(directions):
     torch tensors, from one layer's directions ((w_ih, w_hh, b_ih, b_hh, ...) in nn.LSTM's
     layout, forward first; biases None without bias): the gate blocks reordered to i, o, f, c.
     Plain differentiable ops on the parameters, so an exporter tracing them records them too."""
-    W = torch.stack([lstm_to_onnx(d[0]) for d in directions])
-    R = torch.stack([lstm_to_onnx(d[1]) for d in directions])
-    if directions[0][2] is None:
-        return W, R, None
-    B = torch.stack([torch.cat([lstm_to_onnx(d[2]), lstm_to_onnx(d[3])]) for d in directions])
-    return W, R, B
+    return onnx_node_tensors(directions, lstm_to_onnx)
 
 
 def lstm_onnx_node(module, layer, caller: str) -> dict:
@@ -106,12 +101,4 @@ def lstm_onnx_node(module, layer, caller: str) -> dict:
     directions, proj_size = lstm_module_layer(module, layer, caller)
     refuse_projection(proj_size, caller)
     with torch.no_grad():
-        W, R, B = onnx_lstm_tensors(directions)
-    return {
-        "W": to_numpy(W),
-        "R": to_numpy(R),
-        "B": None if B is None else to_numpy(B),
-        "direction": "bidirectional" if len(directions) == 2 else "forward",
-        "hidden_size": int(R.shape[-1]),
-        "cell": "lstm",
-    }
+        return onnx_node(*onnx_lstm_tensors(directions), "lstm")

@@ -40,7 +40,8 @@ import operator
 import torch
 
 from .gate_order import swap_rz
-from .layer_weights import as_tensor, build_gru, build_lstm, family_of, is_lstm, module_layer, to_numpy
+from .layer_weights import (as_tensor, build_gru, build_lstm, family_of, is_lstm, module_layer, onnx_node,
+                            onnx_node_tensors)
 from .lstm_onnx import check_lstm_attributes, lstm_directions_from_onnx, lstm_onnx_node
 
 __all__ = ["from_onnx", "to_onnx", "onnx_layer_tensors"]
@@ -207,16 +208,7 @@ def to_onnx(module, *, layer: int | None = None) -> dict:
         return lstm_onnx_node(module, layer, "to_onnx")
     directions, reset_after = module_layer(module, layer, "to_onnx")
     with torch.no_grad():
-        W, R, B = onnx_layer_tensors(directions)
-    return {
-        "W": to_numpy(W),
-        "R": to_numpy(R),
-        "B": None if B is None else to_numpy(B),
-        "linear_before_reset": int(reset_after),
-        "direction": "bidirectional" if len(directions) == 2 else "forward",
-        "hidden_size": int(R.shape[-1]),
-        "cell": "gru",
-    }
+        return onnx_node(*onnx_layer_tensors(directions), "gru", linear_before_reset=int(reset_after))
 
 
 def onnx_layer_tensors(directions):
@@ -224,9 +216,4 @@ def onnx_layer_tensors(directions):
     torch tensors, from one layer's directions ((w_ih, w_hh, b_ih, b_hh) in nn.GRU's layout,
     forward first; biases None without bias): the gate blocks swapped to z, r, h. Plain
     differentiable ops on the parameters, so an exporter tracing them records them too."""
-    W = torch.stack([swap_rz(w_ih) for w_ih, _, _, _ in directions])
-    R = torch.stack([swap_rz(w_hh) for _, w_hh, _, _ in directions])
-    if directions[0][2] is None:
-        return W, R, None
-    B = torch.stack([torch.cat([swap_rz(b_ih), swap_rz(b_hh)]) for _, _, b_ih, b_hh in directions])
-    return W, R, B
+    return onnx_node_tensors(directions, swap_rz)
