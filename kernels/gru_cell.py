@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from .activations import sigmoid, tanh
-from .gru_common import dot_acc
+from .gru_common import dot_acc, store_slots
 
 
 @triton.jit
@@ -68,8 +68,4 @@ def gru_cell_fwd_kernel(
     h_new = (1.0 - z) * n + z * h_old
     tl.store(out_ptr + o_b[:, None] * stride_out_b + o_n[None, :], h_new.to(out_ptr.dtype.element_ty), mask=m_tile)
     if SAVE:
-        p_g = gates_ptr + o_b[:, None] * 4 * H + o_n[None, :]
-        tl.store(p_g, r, mask=m_tile)
-        tl.store(p_g + H, z, mask=m_tile)
-        tl.store(p_g + 2 * H, n, mask=m_tile)
-        tl.store(p_g + 3 * H, hh_n, mask=m_tile)
+        store_slots(gates_ptr + o_b[:, None] * 4 * H + o_n[None, :], H, r, z, n, hh_n, m_tile, 4)

@@ -61,6 +61,49 @@ def state_matmul(p_a, m_b, p_w, stride_wk, m_n, K, acc, MMA_LOWP: tl.constexpr, 
 
 
 @triton.jit
+def store_slots(p, H, v0, v1, v2, v3, mask, N: tl.constexpr):
+    """The first N (1 to 4) of the tiles v0, v1, v2, v3 into slots p, p + H, p + 2H, p + 3H: the
+    gate-stacked layout of the saved gates and of their gradients. The tiles past N are not
+    stored (pass any, e.g. v0 again)."""
+    tl.store(p, v0, mask=mask)
+    if N > 1:
+        tl.store(p + H, v1, mask=mask)
+    if N > 2:
+        tl.store(p + 2 * H, v2, mask=mask)
+    if N > 3:
+        tl.store(p + 3 * H, v3, mask=mask)
+
+
+@triton.jit
+def store_step(p, t, s, stride_t, H, v0, v1, v2, v3, m_live, m_pad, N: tl.constexpr):
+    """store_slots into a per-time-step buffer at step s: p holds the tile's [rows, units]
+    pointers at time index 0, stride_t apart between time indices. The tiles go to each running
+    row's time index t (m_live); zeros go to time index s of the rows that have stopped (m_pad:
+    step_tile's m_tile & ~live), so that over the steps every padded position is written once."""
+    t_pad = tl.zeros_like(t) + s  # int64: s * stride_t would be an int32 product
+    store_slots(p + t[:, None] * stride_t, H, v0, v1, v2, v3, m_live, N)
+    zero = tl.zeros_like(v0)
+    store_slots(p + t_pad[:, None] * stride_t, H, zero, zero, zero, zero, m_pad, N)
+
+
+@triton.jit
+def store_h_outputs(
+    h_new, h_old, out_ptr, hprev_ptr, o_b, t, o_n, m_live, m_pad, i_d, s, T, B, H,
+    stride_out_t, stride_out_b, SAVE: tl.constexpr,
+):
+    """h_t of a tile of the recurrent state (H units o_n, the GRU's hidden or the LSTM's h) into
+    out (T, B, D*H) or batch-first via strides, and, SAVE, h_{t-1} into hprev (D, T, B, H); both
+    zero at padded positions (store_step), hprev so that the dW_hh GEMM over all (t, b) needs no
+    mask."""
+    p_out = out_ptr + o_b[:, None] * stride_out_b + i_d * H + o_n[None, :]
+    h_out = h_new.to(out_ptr.dtype.element_ty)
+    store_step(p_out, t, s, stride_out_t, H, h_out, h_out, h_out, h_out, m_live, m_pad, 1)
+    if SAVE:
+        p_hprev = hprev_ptr + (i_d * T * B + o_b[:, None]) * H + o_n[None, :]
+        store_step(p_hprev, t, s, B * H, H, h_old, h_old, h_old, h_old, m_live, m_pad, 1)
+
+
+@triton.jit
 def _counter_wait(p_count, target):
     """Spin (acquire, gpu scope) until the counter at ``p_count`` reaches ``target``."""
     count = tl.atomic_add(p_count, 0, sem="acquire", scope="gpu")

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from .activations import sigmoid, tanh
-from .gru_common import dot_acc, state_matmul, step_tile
+from .gru_common import dot_acc, state_matmul, step_tile, store_h_outputs, store_step
 
 
 @triton.jit
@@ -140,13 +140,8 @@ def fwd_reset_gate(acc_r, x_r, h_old, FAST: tl.constexpr):
 def fwd_reset_save(r, rh, gates_ptr, o_b, live, t, o_n, m_tile, m_live, i_d, s, T, B, H):
     """r and r * h_{t-1} of a tile (step_tile's) into the gates' slots 0 and 3, zero at padded
     positions."""
-    m_pad = m_tile & ~live[:, None]
-    row = (i_d * T + t[:, None]) * B + o_b[:, None]
-    pad_row = (i_d * T + s) * B + o_b[:, None]
-    for g in tl.static_range(0, 4, 3):
-        val = r if g == 0 else rh
-        tl.store(gates_ptr + row * 4 * H + g * H + o_n[None, :], val, mask=m_live)
-        tl.store(gates_ptr + pad_row * 4 * H + g * H + o_n[None, :], tl.zeros_like(val), mask=m_pad)
+    p_g = gates_ptr + (i_d * T * B + o_b[:, None]) * 4 * H + o_n[None, :]
+    store_step(p_g, t, s, B * 4 * H, 3 * H, r, rh, r, r, m_live, m_tile & ~live[:, None], 2)
 
 
 @triton.jit
@@ -206,25 +201,15 @@ def fwd_outputs(
     """The outputs part of fwd_finish, given fwd_state's results and step_tile's offsets and
     masks: h_t into out, and (SAVE) h_{t-1} into hprev and the gates into gates. Nothing in the
     recurrence reads them."""
-    # Output: h_t at the row's time index while it runs, zero at padded positions (t = s there).
-    p_out = out_ptr + o_b[:, None] * stride_out_b + i_d * H + o_n[None, :]
-    tl.store(p_out + t[:, None] * stride_out_t, h_new.to(out_ptr.dtype.element_ty), mask=m_live)
     m_pad = m_tile & ~live[:, None]
-    t_pad = tl.zeros_like(t) + s  # int64: s * stride would be an int32 product
-    tl.store(p_out + t_pad[:, None] * stride_out_t, tl.zeros_like(h_new).to(out_ptr.dtype.element_ty), mask=m_pad)
+    store_h_outputs(h_new, h_old, out_ptr, hprev_ptr, o_b, t, o_n, m_live, m_pad, i_d, s, T, B, H,
+                    stride_out_t, stride_out_b, SAVE)
     if SAVE:
-        # hprev past a row's length is zero so the dW_hh GEMM over all (t, b) needs no mask.
-        row = (i_d * T + t[:, None]) * B + o_b[:, None]
-        pad_row = (i_d * T + s) * B + o_b[:, None]
-        tl.store(hprev_ptr + row * H + o_n[None, :], h_old, mask=m_live)
-        tl.store(hprev_ptr + pad_row * H + o_n[None, :], tl.zeros_like(h_old), mask=m_pad)
-        p_g = gates_ptr + row * 4 * H + o_n[None, :]
-        p_g_pad = gates_ptr + pad_row * 4 * H + o_n[None, :]
-        # RESET_AFTER=False: slots 0 and 3 (r, r * h) were written by the reset phase.
-        for g in tl.static_range(0 if RESET_AFTER else 1, 4 if RESET_AFTER else 3):
-            val = r if g == 0 else (z if g == 1 else (n if g == 2 else hn))
-            tl.store(p_g + g * H, val, mask=m_live)
-            tl.store(p_g_pad + g * H, tl.zeros_like(val), mask=m_pad)  # every element defined
+        p_g = gates_ptr + (i_d * T * B + o_b[:, None]) * 4 * H + o_n[None, :]
+        if RESET_AFTER:
+            store_step(p_g, t, s, B * 4 * H, H, r, z, n, hn, m_live, m_pad, 4)
+        else:  # slots 0 and 3 (r, r * h) were written by the reset phase
+            store_step(p_g + H, t, s, B * 4 * H, H, z, n, z, z, m_live, m_pad, 2)
 
 
 @triton.jit

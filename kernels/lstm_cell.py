@@ -15,9 +15,8 @@ The gate math is kernels/lstm_common.py's, shared with every LSTM layer kernel.
 import triton
 import triton.language as tl
 
-from .activations import tanh
-from .gru_common import state_matmul
-from .lstm_common import lstm_gate_grads, lstm_gate_math
+from .gru_common import state_matmul, store_slots
+from .lstm_common import lstm_gate_grads, lstm_gate_math, lstm_saved_gates
 
 
 @triton.jit
@@ -51,14 +50,14 @@ def split_gates4(acc, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
 def lstm_cell_fwd_kernel(
     x_ptr, h_ptr, c_ptr, wih_ptr, whh_ptr, bih_ptr, bhh_ptr, hout_ptr, cout_ptr, gates_ptr,
     B, I, H,
-    stride_x_b, stride_h_b, stride_c_b,
+    stride_x_b, stride_h_b, stride_c_b, stride_hout_b, stride_cout_b,
     HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, MMA_LOWP: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One program: the rows of batch block program_id(0) and the units of hidden block
     program_id(1), all four gates. Both matmuls accumulate into one [BLOCK_B, 4 * BLOCK_H] tile
     (x @ W_ih^T over K = I, then h @ W_hh^T over K = H), streamed over K in BLOCK_K steps.
-    h', c' are stored contiguous (B, H)."""
+    Rows of x, h, c, h' and c' are their stride_*_b apart."""
     i_b = tl.program_id(0)
     i_n = tl.program_id(1)
     o_b = (i_b * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
@@ -79,17 +78,14 @@ def lstm_cell_fwd_kernel(
     m_tile = m_b[:, None] & (o_n < H)[None, :]
     c_old = tl.load(c_ptr + o_b[:, None] * stride_c_b + o_n[None, :], mask=m_tile, other=0.0).to(ACC_DTYPE)
     i, f, g, o, c_new, tc = lstm_gate_math(a_i, a_f, a_g, a_o, c_old, MMA_LOWP)  # FAST where bf16/fp16
-    p_out = o_b[:, None] * H + o_n[None, :]
-    tl.store(hout_ptr + p_out, (o * tc).to(hout_ptr.dtype.element_ty), mask=m_tile)
-    tl.store(cout_ptr + p_out, c_new.to(cout_ptr.dtype.element_ty), mask=m_tile)
+    p_h = hout_ptr + o_b[:, None] * stride_hout_b + o_n[None, :]
+    p_c = cout_ptr + o_b[:, None] * stride_cout_b + o_n[None, :]
+    tl.store(p_h, (o * tc).to(hout_ptr.dtype.element_ty), mask=m_tile)
+    tl.store(p_c, c_new.to(cout_ptr.dtype.element_ty), mask=m_tile)
     if SAVE:
         p_g = gates_ptr + o_b[:, None] * 6 * H + o_n[None, :]
-        tl.store(p_g, i, mask=m_tile)
-        tl.store(p_g + H, f, mask=m_tile)
-        tl.store(p_g + 2 * H, g, mask=m_tile)
-        tl.store(p_g + 3 * H, o, mask=m_tile)
-        tl.store(p_g + 4 * H, c_old, mask=m_tile)
-        tl.store(p_g + 5 * H, c_new, mask=m_tile)
+        store_slots(p_g, H, i, f, g, o, m_tile, 4)
+        store_slots(p_g + 4 * H, H, c_old, c_new, c_new, c_new, m_tile, 2)
 
 
 @triton.jit
@@ -109,13 +105,7 @@ def lstm_cell_bwd_kernel(
     m_tile = (o_b < B)[:, None] & (o_n < H)[None, :]
     ACC_DTYPE = dg_ptr.dtype.element_ty
     p_s = o_b[:, None] * H + o_n[None, :]
-    p_g = gates_ptr + o_b[:, None] * 6 * H + o_n[None, :]
-    i = tl.load(p_g, mask=m_tile, other=0.0)
-    f = tl.load(p_g + H, mask=m_tile, other=0.0)
-    g = tl.load(p_g + 2 * H, mask=m_tile, other=0.0)
-    o = tl.load(p_g + 3 * H, mask=m_tile, other=0.0)
-    c_old = tl.load(p_g + 4 * H, mask=m_tile, other=0.0)
-    tc = tanh(tl.load(p_g + 5 * H, mask=m_tile, other=0.0), FAST)  # lstm_gate_math's tanh(c'), bitwise
+    i, f, g, o, c_old, tc = lstm_saved_gates(gates_ptr + o_b[:, None] * 6 * H + o_n[None, :], H, m_tile, FAST)
     zero = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC_DTYPE)
     dm = zero
     if HAS_DH:
@@ -124,9 +114,5 @@ def lstm_cell_bwd_kernel(
     if HAS_DC:
         dc_in = tl.load(dc_ptr + p_s, mask=m_tile, other=0.0).to(ACC_DTYPE)
     da_i, da_f, da_g, da_o, dc_old = lstm_gate_grads(dm, dc_in, i, f, g, o, c_old, tc)
-    p_d = dg_ptr + o_b[:, None] * 4 * H + o_n[None, :]
-    tl.store(p_d, da_i, mask=m_tile)
-    tl.store(p_d + H, da_f, mask=m_tile)
-    tl.store(p_d + 2 * H, da_g, mask=m_tile)
-    tl.store(p_d + 3 * H, da_o, mask=m_tile)
+    store_slots(dg_ptr + o_b[:, None] * 4 * H + o_n[None, :], H, da_i, da_f, da_g, da_o, m_tile, 4)
     tl.store(dcold_ptr + p_s, dc_old.to(dcold_ptr.dtype.element_ty), mask=m_tile)

@@ -43,7 +43,7 @@ import triton
 import triton.language as tl
 
 from .activations import sigmoid, tanh
-from .gru_common import step_tile
+from .gru_common import step_tile, store_h_outputs, store_step
 
 
 @triton.jit
@@ -123,34 +123,18 @@ def lstm_fwd_outputs(
     i_d, s, T, B, H, stride_out_t, stride_out_b, HAS_PROJ: tl.constexpr, SAVE: tl.constexpr,
 ):
     """The outputs part of the gates phase, given lstm_fwd_state's results: without a
-    projection h_t = m into out and (SAVE) h_{t-1} into hprev (lstm_h_outputs; R = H); SAVE: the
-    gates' slots i, f, g, o, c_{t-1}, c_t (, m) of the tile, zero at padded positions. Nothing in
-    the recurrence reads them."""
+    projection h_t = m into out and (SAVE) h_{t-1} into hprev (gru_common.store_h_outputs; R =
+    H); SAVE: the gates' slots i, f, g, o, c_{t-1}, c_t (, m) of the tile, zero at padded
+    positions. Nothing in the recurrence reads them."""
+    m_pad = m_tile & ~live[:, None]
     if not HAS_PROJ:
-        lstm_h_outputs(m, h_old, out_ptr, hprev_ptr, o_b, live, t, o_n, m_tile, m_live, i_d, s, T, B, H,
-                       stride_out_t, stride_out_b, SAVE)
+        store_h_outputs(m, h_old, out_ptr, hprev_ptr, o_b, t, o_n, m_live, m_pad, i_d, s, T, B, H,
+                        stride_out_t, stride_out_b, SAVE)
     if SAVE:
         G: tl.constexpr = 7 if HAS_PROJ else 6
-        m_pad = m_tile & ~live[:, None]
-        p_g = gates_ptr + ((i_d * T + t[:, None]) * B + o_b[:, None]) * G * H + o_n[None, :]
-        p_g_pad = gates_ptr + ((i_d * T + s) * B + o_b[:, None]) * G * H + o_n[None, :]
-        for k in tl.static_range(G):
-            if k == 0:
-                val = i
-            elif k == 1:
-                val = f
-            elif k == 2:
-                val = g
-            elif k == 3:
-                val = o
-            elif k == 4:
-                val = c_old
-            elif k == 5:
-                val = c_new
-            else:
-                val = m
-            tl.store(p_g + k * H, val, mask=m_live)
-            tl.store(p_g_pad + k * H, tl.zeros_like(val), mask=m_pad)
+        p_g = gates_ptr + (i_d * T * B + o_b[:, None]) * G * H + o_n[None, :]
+        store_step(p_g, t, s, B * G * H, H, i, f, g, o, m_live, m_pad, 4)
+        store_step(p_g + 4 * H, t, s, B * G * H, H, c_old, c_new, m, m, m_live, m_pad, G - 4)
 
 
 @triton.jit
@@ -182,39 +166,35 @@ def lstm_h_state(h_new, hbuf_ptr, o_b, o_r, m_tile, m_live, i_d, cur, B, R, D):
 
 
 @triton.jit
-def lstm_h_outputs(
-    h_new, h_old, out_ptr, hprev_ptr, o_b, live, t, o_r, m_tile, m_live, i_d, s, T, B, R,
-    stride_out_t, stride_out_b, SAVE: tl.constexpr,
-):
-    """h_t of a tile of R units into out at the row's time index (zero at padded positions:
-    time index s) and, SAVE, h_{t-1} into hprev (zero at padded positions)."""
-    p_out = out_ptr + o_b[:, None] * stride_out_b + i_d * R + o_r[None, :]
-    tl.store(p_out + t[:, None] * stride_out_t, h_new.to(out_ptr.dtype.element_ty), mask=m_live)
-    m_pad = m_tile & ~live[:, None]
-    t_pad = tl.zeros_like(t) + s  # int64: s * stride would be an int32 product
-    tl.store(p_out + t_pad[:, None] * stride_out_t, tl.zeros_like(h_new).to(out_ptr.dtype.element_ty), mask=m_pad)
-    if SAVE:
-        tl.store(hprev_ptr + ((i_d * T + t[:, None]) * B + o_b[:, None]) * R + o_r[None, :], h_old, mask=m_live)
-        tl.store(hprev_ptr + ((i_d * T + s) * B + o_b[:, None]) * R + o_r[None, :], tl.zeros_like(h_old), mask=m_pad)
-
-
-@triton.jit
 def lstm_proj_finish(
     acc, lengths_ptr, hbuf_ptr, out_ptr, hprev_ptr, i_b, i_n, i_d, s, cur, T, B, R, D,
     stride_out_t, stride_out_b, SAVE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     """The projection phase of step s for the (batch block i_b, block i_n) tile of R units,
     given acc = m_t @ W_hr[units]^T ([BLOCK_B, BLOCK_H], accumulator dtype; m from mbuf): h_t
-    into hbuf slot 1 - cur (lstm_h_state), out and (SAVE) hprev (lstm_h_outputs)."""
+    into hbuf slot 1 - cur (lstm_h_state), out and (SAVE) hprev (gru_common.store_h_outputs)."""
     o_b, live, t, o_r, m_tile, m_live = step_tile(i_b, i_n, s, lengths_ptr, B, R, BLOCK_B, BLOCK_H, i_d == 1)
     h_old = lstm_h_state(acc, hbuf_ptr, o_b, o_r, m_tile, m_live, i_d, cur, B, R, D)
-    lstm_h_outputs(acc, h_old, out_ptr, hprev_ptr, o_b, live, t, o_r, m_tile, m_live, i_d, s, T, B, R,
-                   stride_out_t, stride_out_b, SAVE)
+    store_h_outputs(acc, h_old, out_ptr, hprev_ptr, o_b, t, o_r, m_live, m_tile & ~live[:, None], i_d, s, T, B, R,
+                    stride_out_t, stride_out_b, SAVE)
 
 
 # ---------------------------------------------------------------------------------------------
 # Backward
 # ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def lstm_saved_gates(p_g, H, mask, FAST: tl.constexpr):
+    """A tile's saved i, f, g, o and c_{t-1} (the gates' slots 0-4 at p_g, H apart) and tanh(c_t)
+    recomputed from slot 5 with lstm_gate_math's tanh (FAST as there), so bitwise the forward's:
+    what lstm_gate_grads takes. Shared by the layer's and the cell's backward."""
+    i = tl.load(p_g, mask=mask, other=0.0)
+    f = tl.load(p_g + H, mask=mask, other=0.0)
+    g = tl.load(p_g + 2 * H, mask=mask, other=0.0)
+    o = tl.load(p_g + 3 * H, mask=mask, other=0.0)
+    c_old = tl.load(p_g + 4 * H, mask=mask, other=0.0)
+    return i, f, g, o, c_old, tanh(tl.load(p_g + 5 * H, mask=mask, other=0.0), FAST)
 
 
 @triton.jit
@@ -248,32 +228,15 @@ def lstm_bwd_gates_finish(
         _, dm = lstm_dh_total(dout_ptr, dbuf_ptr, o_b, o_b < B, live, t, o_n, o_n < H, i_d, cur, B, H, D,
                               stride_dout_t, stride_dout_b)
     G: tl.constexpr = 7 if HAS_PROJ else 6
-    row = (i_d * T + t[:, None]) * B + o_b[:, None]
-    p_g = gates_ptr + row * G * H + o_n[None, :]
-    i = tl.load(p_g, mask=m_live, other=0.0)
-    f = tl.load(p_g + H, mask=m_live, other=0.0)
-    g = tl.load(p_g + 2 * H, mask=m_live, other=0.0)
-    o = tl.load(p_g + 3 * H, mask=m_live, other=0.0)
-    c_old = tl.load(p_g + 4 * H, mask=m_live, other=0.0)
-    tc = tanh(tl.load(p_g + 5 * H, mask=m_live, other=0.0), FAST)
+    row0 = i_d * T * B + o_b[:, None]  # the tile's rows at time index 0
+    p_g = gates_ptr + (row0 + t[:, None] * B) * G * H + o_n[None, :]
+    i, f, g, o, c_old, tc = lstm_saved_gates(p_g, H, m_live, FAST)
     p_dc = dcbuf_ptr + (i_d * B + o_b[:, None]) * H + o_n[None, :]
     dc_in = tl.load(p_dc, mask=m_tile, other=0.0)
     da_i, da_f, da_g, da_o, dc_old = lstm_gate_grads(dm, dc_in, i, f, g, o, c_old, tc)
     tl.store(p_dc, tl.where(m_live, dc_old, dc_in), mask=m_tile)
-    m_pad = m_tile & ~live[:, None]
-    p_dgh = dgh_ptr + row * 4 * H + o_n[None, :]
-    p_dgh_pad = dgh_ptr + ((i_d * T + s) * B + o_b[:, None]) * 4 * H + o_n[None, :]
-    for k in tl.static_range(4):
-        if k == 0:
-            val = da_i
-        elif k == 1:
-            val = da_f
-        elif k == 2:
-            val = da_g
-        else:
-            val = da_o
-        tl.store(p_dgh + k * H, val, mask=m_live)
-        tl.store(p_dgh_pad + k * H, tl.zeros_like(val), mask=m_pad)
+    store_step(dgh_ptr + row0 * 4 * H + o_n[None, :], t, s, B * 4 * H, H, da_i, da_f, da_g, da_o, m_live,
+               m_tile & ~live[:, None], 4)
 
 
 @triton.jit
@@ -290,9 +253,8 @@ def lstm_bwd_carry_finish(
     if HAS_PROJ:
         dh_carry, dh = lstm_dh_total(dout_ptr, dbuf_ptr, o_b, o_b < B, live, t, o_r, o_r < R, i_d, cur, B, R, D,
                                      stride_dout_t, stride_dout_b)
-        tl.store(dhs_ptr + ((i_d * T + t[:, None]) * B + o_b[:, None]) * R + o_r[None, :], dh, mask=m_live)
-        tl.store(dhs_ptr + ((i_d * T + s) * B + o_b[:, None]) * R + o_r[None, :], tl.zeros_like(dh),
-                 mask=m_tile & ~live[:, None])
+        p_dhs = dhs_ptr + (i_d * T * B + o_b[:, None]) * R + o_r[None, :]
+        store_step(p_dhs, t, s, B * R, R, dh, dh, dh, dh, m_live, m_tile & ~live[:, None], 1)
     else:
         dh_carry = tl.load(p_d + cur * D * B * R, mask=m_tile, other=0.0)
     tl.store(p_d + (1 - cur) * D * B * R, tl.where(m_live, acc, dh_carry), mask=m_tile)

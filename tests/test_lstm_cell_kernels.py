@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fastgru import reference
+from fastgru.launchers import gru_cell as cell_launcher
 from fastgru.launchers import lstm_cell as launcher
 from fastgru.launchers import plan as planner
 from fastgru.ops import lstm_cell as ops
@@ -81,7 +82,8 @@ def test_cell_low_precision(dtype):
 def _force(monkeypatch, block_b, block_h, block_k, B, H):
     plan = planner.GRUPlan("stepwise", block_b, block_h, block_k, -(-B // block_b), -(-H // block_h), 4)
     calls = []
-    monkeypatch.setattr(launcher, "plan_gru", lambda *a, **k: calls.append(k.get("family")) or plan)
+    # Both cells plan through the GRU cell launcher's cell_plan.
+    monkeypatch.setattr(cell_launcher, "plan_gru", lambda *a, **k: calls.append(k.get("family")) or plan)
     return calls
 
 

@@ -19,24 +19,39 @@ def _cell_dot_options(w_hh):
     return dot_options(w_hh, "matmul", "tf32")
 
 
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, save):
-    cell = kernels("gru_cell")
+def cell_plan(B, H, device, dtype, job, family="gru"):
+    """A cell's stepwise plan (one step, D = 1) for ``family``'s gate tiles; ``job(plan)``, the
+    launch of a candidate plan, is compiled for the fit."""
+    return plan_gru(B, H, 1, device, "stepwise", dtype, resources=lambda p: resources(*job(p)), family=family)
+
+
+def cell_forward(kernel, x, states, w_ih, w_hh, b_ih, b_hh, save, slots, family="gru"):
+    """The fused forward step of a gated cell (the GRU's and the LSTM's): x (B, I), ``states``
+    (the GRU's h; the LSTM's h, c), each (B, H) -> one new (B, H) tensor per state in x's dtype,
+    and gates (B, slots * H) in the accumulator dtype (empty without ``save``: the empty buffer
+    still tells the kernel the accumulator dtype). ``kernel`` takes x, the states, w_ih, w_hh,
+    b_ih, b_hh (x again without bias), the new states, gates, B, I, H, then the row strides of x,
+    of the states and of the new states."""
     B, I = x.shape
     H = w_hh.shape[1]
-    acc = acc_dtype(x.dtype)
-    out = backend.new_empty((B, H), x.dtype, x.device)
-    # Without SAVE the kernel writes no gates; the empty buffer still tells it the accumulator dtype.
-    gates = backend.new_empty((B, 4 * H) if save else (0,), acc, x.device)
+    new = [backend.new_empty((B, H), x.dtype, x.device) for _ in states]
+    gates = backend.new_empty((B, slots * H) if save else (0,), acc_dtype(x.dtype), x.device)
     has_bias = b_ih is not None
     meta = dict(HAS_BIAS=has_bias, SAVE=save, **_cell_dot_options(w_hh))
 
     def job(plan):
-        return (cell.gru_cell_fwd_kernel, (plan.batch_blocks, plan.hidden_blocks),
-                [x, h, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, out, gates,
-                 B, I, H, x.stride(0), h.stride(0), out.stride(0)],
+        return (kernel, (plan.batch_blocks, plan.hidden_blocks),
+                [x, *states, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, *new, gates,
+                 B, I, H, *(t.stride(0) for t in (x, *states, *new))],
                 dict(meta, num_warps=plan.num_warps, **plan.blocks()))
 
-    launch(*job(plan_gru(B, H, 1, x.device, "stepwise", w_hh.dtype, resources=lambda p: resources(*job(p)))))
+    launch(*job(cell_plan(B, H, x.device, w_hh.dtype, job, family)))
+    return new, gates
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, save):
+    """x (B, I), h (B, H) -> h' (B, H) in x's dtype and, with ``save``, gates (B, 4H): cell_forward."""
+    (out,), gates = cell_forward(kernels("gru_cell").gru_cell_fwd_kernel, x, (h,), w_ih, w_hh, b_ih, b_hh, save, 4)
     return out, gates
 
 

@@ -6,42 +6,18 @@ Saved for backward: i, f, g, o, c and c' (B, 6H) in the accumulator dtype. The c
 nn.LSTMCell's TF32 flag, cuda.matmul.allow_tf32, with plain TF32 (the GRU cell's rule).
 """
 
-import torch
-
 from .. import backend
-from .gru_cell import _cell_dot_options
-from .gru_layer import acc_dtype
-from .launch import launch, resources
+from .gru_cell import _cell_dot_options, cell_forward, cell_plan
+from .launch import launch
 from .loader import kernels
-from .plan import plan_gru
-
-
-def _plan(B, H, device, dtype, job):
-    """The GRU cell's planning with the LSTM's four gate tiles; ``job(plan)`` compiles for the fit."""
-    return plan_gru(B, H, 1, device, "stepwise", dtype, resources=lambda p: resources(*job(p)), family="lstm")
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, save):
     """x (B, I), h (B, H), c (B, H), w_ih (4H, I), w_hh (4H, H), b_ih / b_hh (4H,) or None (both
     or neither) -> h' (B, H), c' (B, H) in x's dtype, gates (B, 6H) in the accumulator dtype
-    (empty without ``save``; the empty buffer still tells the kernel the accumulator dtype)."""
-    cell = kernels("lstm_cell")
-    B, I = x.shape
-    H = w_hh.shape[1]
-    acc = acc_dtype(x.dtype)
-    h_new = backend.new_empty((B, H), x.dtype, x.device)
-    c_new = backend.new_empty((B, H), x.dtype, x.device)
-    gates = backend.new_empty((B, 6 * H) if save else (0,), acc, x.device)
-    has_bias = b_ih is not None
-    meta = dict(HAS_BIAS=has_bias, SAVE=save, **_cell_dot_options(w_hh))
-
-    def job(plan):
-        return (cell.lstm_cell_fwd_kernel, (plan.batch_blocks, plan.hidden_blocks),
-                [x, h, c, w_ih, w_hh, b_ih if has_bias else x, b_hh if has_bias else x, h_new, c_new, gates,
-                 B, I, H, x.stride(0), h.stride(0), c.stride(0)],
-                dict(meta, num_warps=plan.num_warps, **plan.blocks()))
-
-    launch(*job(_plan(B, H, x.device, w_hh.dtype, job)))
+    (empty without ``save``): gru_cell.cell_forward with the LSTM's kernel and gate tiles."""
+    (h_new, c_new), gates = cell_forward(kernels("lstm_cell").lstm_cell_fwd_kernel, x, (h, c), w_ih, w_hh, b_ih, b_hh,
+                                         save, 6, "lstm")
     return h_new, c_new, gates
 
 
@@ -65,7 +41,7 @@ def lstm_cell_backward(dh_new, dc_new, x, h, w_ih, w_hh, gates):
                 [dh_new if dh_new is not None else gates, dc_new if dc_new is not None else gates, gates, dg, dc, B, H],
                 dict(meta, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, num_warps=plan.num_warps))
 
-    launch(*job(_plan(B, H, x.device, w_hh.dtype, job)))
+    launch(*job(cell_plan(B, H, x.device, w_hh.dtype, job, "lstm")))
     dgx = dg if dg.dtype == x.dtype else dg.to(x.dtype)
     dx = dgx @ w_ih
     dh = dgx @ w_hh
