@@ -176,14 +176,20 @@ def test_lengths_on_the_gpu_turn_cudnn_down():
     assert dispatch.cudnn_refusal(torch.device("cpu"), True, False, True, torch.tensor([3, 2])) is None
 
 
+def assert_explains_the_cpu_backend(mod, x, words):
+    """fastgru.explain on the CPU backend: PyTorch's operator (``words`` in the line), the mode
+    from whether a gradient can flow. Shared with the LSTM's test."""
+    with backend.using("torch"):
+        e = fastgru.explain(mod, x)
+        assert (e.backend, e.strategy, e.mode) == ("torch", None, "training") and words in str(e)
+        with torch.no_grad():
+            assert fastgru.explain(mod, x).mode == "inference"
+
+
 def test_explain_says_forced_rule_and_backend():
     _, mod = gru_pair()
     x = torch.randn(4, 2, 8)
-    with backend.using("torch"):
-        e = fastgru.explain(mod, x)
-        assert (e.backend, e.strategy, e.mode) == ("torch", None, "training") and "PyTorch's own GRU operator" in str(e)
-        with torch.no_grad():
-            assert fastgru.explain(mod, x).mode == "inference"
+    assert_explains_the_cpu_backend(mod, x, "PyTorch's own GRU operator")
     with backend.using("interpret"):
         mod.strategy = "stepwise"
         e = fastgru.explain(mod, x[:, :1])

@@ -20,6 +20,7 @@ from fastgru.ops import lstm_layer as layer_ops
 from fastgru.testing import check_close
 
 from conftest import DEVICE
+from test_gru_dispatch_table import assert_explains_the_cpu_backend
 
 
 def make_pair(dtype=torch.float32, cls=nn.LSTM, **cfg):
@@ -435,11 +436,7 @@ def test_explain_says_what_an_lstm_call_runs():
     plan on the kernels (the launcher's own, with proj_size and both directions), forced strategies."""
     mod = fastgru.LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=3)
     x = torch.randn(5, 2, 4)
-    with backend.using("torch"):
-        e = fastgru.explain(mod, x)
-        assert (e.backend, e.strategy, e.mode) == ("torch", None, "training") and "own LSTM operator" in str(e)
-        with torch.no_grad():
-            assert fastgru.explain(mod, x).mode == "inference"
+    assert_explains_the_cpu_backend(mod, x, "PyTorch's own LSTM operator")
     with backend.using("interpret"):
         e = fastgru.explain(mod, x[:, 0])  # unbatched
         assert (e.strategy, e.plan.block_b, e.plan.block_h) == ("rows", 1, 8)
