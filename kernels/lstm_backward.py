@@ -11,6 +11,11 @@ the loops around them.
 dW_ih, dW_hh, dW_hr, the bias and dx are GEMMs over dgh / dhs outside the loop (the launcher).
 rows: grid (batch blocks, D), the whole reverse loop, block barriers between phases. stepwise:
 two launches per step, grid (batch blocks, blocks of H, D) then (batch blocks, blocks of R, D).
+
+The stepwise kernels take the step as an argument that is never specialized
+(do_not_specialize): Triton would otherwise compile step 1 (an int equal to 1) and steps
+divisible by 16 into binaries of their own, and the plan's fit, which compiles one of them,
+would not speak for the others (an fp32 step kernel spilled 4 B at s = 1 only).
 """
 
 import triton
@@ -96,7 +101,7 @@ def lstm_bwd_rows_kernel(
         tl.debug_barrier()  # dh_{t-1} complete before the next step reads it
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["s", "cur"])
 def lstm_bwd_gates_kernel(
     dout_ptr, whr_ptr, lengths_ptr, dbuf_ptr, dcbuf_ptr, gates_ptr, dgh_ptr,
     s, cur, T, B, H, R, D, stride_dout_t, stride_dout_b,
@@ -111,7 +116,7 @@ def lstm_bwd_gates_kernel(
     )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["s", "cur"])
 def lstm_bwd_carry_kernel(
     dout_ptr, whh_ptr, lengths_ptr, dbuf_ptr, dgh_ptr, dhs_ptr,
     s, cur, T, B, H, R, D, stride_dout_t, stride_dout_b,

@@ -9,6 +9,11 @@ are lstm_common.py's; this file holds only the matmuls of a tile and the loops a
 rows: grid (batch blocks, D), the whole time loop, block barriers between phases. stepwise: one
 launch per phase per step, grid (batch blocks, blocks of H, D) for the gates phase and (batch
 blocks, blocks of R, D) for the projection phase, one tile size for both.
+
+The stepwise kernels take the step as an argument that is never specialized
+(do_not_specialize): Triton would otherwise compile step 1 (an int equal to 1) and steps
+divisible by 16 into binaries of their own, and the plan's fit, which compiles one of them,
+would not speak for the others (an fp32 step kernel spilled 4 B at s = 1 only).
 """
 
 import triton
@@ -98,7 +103,7 @@ def lstm_fwd_rows_kernel(
         tl.debug_barrier()  # h_t complete (and mbuf read) before the next step
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["s"])
 def lstm_fwd_step_kernel(
     gx_ptr, whh_ptr, lengths_ptr, hbuf_ptr, cbuf_ptr, mbuf_ptr, out_ptr, hprev_ptr, gates_ptr,
     s, T, B, H, R, D,
@@ -115,7 +120,7 @@ def lstm_fwd_step_kernel(
     )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["s"])
 def lstm_fwd_proj_kernel(
     whr_ptr, lengths_ptr, hbuf_ptr, mbuf_ptr, out_ptr, hprev_ptr,
     s, T, B, H, R, D, stride_out_t, stride_out_b,
