@@ -12,10 +12,7 @@ dW_ih, dW_hh, dW_hr, the bias and dx are GEMMs over dgh / dhs outside the loop (
 rows: grid (batch blocks, D), the whole reverse loop, block barriers between phases. stepwise:
 two launches per step, grid (batch blocks, blocks of H, D) then (batch blocks, blocks of R, D).
 
-The stepwise kernels take the step as an argument that is never specialized
-(do_not_specialize): Triton would otherwise compile step 1 (an int equal to 1) and steps
-divisible by 16 into binaries of their own, and the plan's fit, which compiles one of them,
-would not speak for the others (an fp32 step kernel spilled 4 B at s = 1 only).
+The stepwise kernels never specialize on the step or its slot (why: lstm_forward.py).
 """
 
 import triton
