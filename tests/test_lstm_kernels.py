@@ -12,12 +12,14 @@ from fastgru import reference
 from fastgru.launchers import lstm_layer as LL
 from fastgru.launchers import plan as planner
 from fastgru.testing import check_close
+from test_gru_gpu_tiles import _CLASSES, PERSISTENT_TILES, ROW_TILES, STEP_TILES, _dtype, _plan
 
 LENGTHS = [2, 3, 1]  # unsorted, padded (T = 3)
 
 
-def _inputs(D, T, B, I, H, P, lengths, batch_first, device):
-    """float64 inputs of one layer in the launcher's layout, and the gradients fed back."""
+def _inputs(D, T, B, I, H, P, lengths, batch_first, device, w_scale=0.5):
+    """float64 inputs of one layer in the launcher's layout (weights of standard deviation
+    ``w_scale``), and the gradients fed back."""
     R = P or H
     g = torch.Generator().manual_seed(1)
 
@@ -26,8 +28,9 @@ def _inputs(D, T, B, I, H, P, lengths, batch_first, device):
 
     p = dict(
         x=rnd(*((B, T, I) if batch_first else (T, B, I))), h0=rnd(D, B, R), c0=rnd(D, B, H),
-        w_ih=rnd(D * 4 * H, I, scale=0.5), w_hh=rnd(D, 4 * H, R, scale=0.5), b_ih=rnd(D * 4 * H, scale=0.5),
-        b_hh=rnd(D, 4 * H, scale=0.5), w_hr=rnd(D, P, H, scale=0.5) if P else None,
+        w_ih=rnd(D * 4 * H, I, scale=w_scale), w_hh=rnd(D, 4 * H, R, scale=w_scale),
+        b_ih=rnd(D * 4 * H, scale=w_scale), b_hh=rnd(D, 4 * H, scale=w_scale),
+        w_hr=rnd(D, P, H, scale=w_scale) if P else None,
         lengths=torch.tensor(lengths, dtype=torch.int64, device=device),
     )
     seeds = dict(dout=rnd(*p["x"].shape[:2], D * R), dh_n=rnd(D, B, R), dc_n=rnd(D, B, H))
@@ -75,9 +78,10 @@ def _ours(p, seeds, dtype, batch_first, strategy):
     return (out, h_n, c_n), grads, (hprev, gates)
 
 
-def _check(D, B, H, P, dtype, strategy, device, batch_first=False, I=3):
-    T = max(LENGTHS)
-    p, seeds = _inputs(D, T, B, I, H, P, LENGTHS[:B], batch_first, device)
+def _check(D, B, H, P, dtype, strategy, device, batch_first=False, I=3, lengths=LENGTHS, w_scale=0.5):
+    lengths = lengths[:B]
+    T = max(lengths)
+    p, seeds = _inputs(D, T, B, I, H, P, lengths, batch_first, device, w_scale)
     outs64, grads64 = _reference(p, seeds, batch_first)
     outs, grads, (hprev, gates) = _ours(p, seeds, dtype, batch_first, strategy)
     for name, a, b in zip(["out", "h_n", "c_n"], outs, outs64):
@@ -94,7 +98,7 @@ def _check(D, B, H, P, dtype, strategy, device, batch_first=False, I=3):
     # undefined: the test buffers are NaN-filled).
     out = outs[0].transpose(0, 1) if batch_first else outs[0]
     assert torch.isfinite(hprev).all() and torch.isfinite(gates).all()
-    for b, n in enumerate(LENGTHS[:B]):
+    for b, n in enumerate(lengths):
         assert torch.all(out[n:, b] == 0)
         assert torch.all(hprev[:, n:, b] == 0) and torch.all(gates[:, n:, b] == 0)
         assert torch.all(gates[:, :n, b, :H] != 0), "i is a sigmoid: nonzero where a row runs"
@@ -170,3 +174,26 @@ def test_persistent_single_block(P, device):
     """The persistent branch (one hidden block under the interpreter: no peers to wait for)."""
     pytest.importorskip("fastgru.kernels.lstm_persistent")
     _check(2, 3, 5, P, torch.float64, "persistent", device)
+
+
+@pytest.mark.parametrize("cls", _CLASSES, ids=["16bit", "fp32", "fp64"])
+@pytest.mark.parametrize("strategy", ["rows", "stepwise", "persistent"])
+def test_every_gpu_tile(strategy, cls, monkeypatch):
+    """Every tile the dispatcher can pick on an H100 (tests/test_gru_gpu_tiles.py's lists: the LSTM
+    plans with the same candidates) runs under the interpreter, forward and backward: rows and
+    stepwise at H a little over the hidden block (two blocks over H and R, the second masked)
+    with masked batch rows, persistent with its one hidden block and padded K; the projection on
+    every other tile. Under the interpreter the dispatcher would plan one tile over all of H.
+    Weights at 2 / sqrt(H) (nn.LSTM's init is U(-1/sqrt(H), 1/sqrt(H))): at 0.5 and H = 61 the
+    problem is so ill-conditioned that PyTorch's own fp16 dh0 is off by 1.9e-2 (ours 2.5e-2),
+    at the contract's absolute limit."""
+    tiles = {"rows": ROW_TILES, "stepwise": STEP_TILES, "persistent": PERSISTENT_TILES}[strategy]
+    for i, tile in enumerate(tiles):
+        block_b, block_h, block_k = tile
+        B = block_b // 2 + 1
+        H = min(block_h, block_k) - 3 if strategy == "persistent" else block_h + 3
+        plan = _plan(strategy, B, H, tile)
+        calls = _force(monkeypatch, plan)
+        _check(1, B, H, (H - 2) * (i % 2), _dtype(cls, i), strategy, "cpu", lengths=(LENGTHS * B)[:B],
+               w_scale=2 / H ** 0.5)
+        assert len(calls) == 2, "forward and backward each plan once"
