@@ -5,7 +5,8 @@ from .explain import explain
 from .decoder import AttentionGRUDecoder, DecoderState, greedy_decode
 from .models import GRUAttention
 from .lstm import LSTM, LSTMCell
-from .recurrent import GRU, GRUCell, convert
+from .convert import convert
+from .recurrent import GRU, GRUCell
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "convert", "AttentionPooling", "AdditiveAttention", "DotAttention",
            "GRUAttention", "AttentionGRUDecoder", "DecoderState", "greedy_decode", "explain"]
