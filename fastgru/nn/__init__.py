@@ -5,8 +5,8 @@ from .explain import explain
 from .decoder import AttentionGRUDecoder, DecoderState, greedy_decode
 from .models import GRUAttention
 from .lstm import LSTM, LSTMCell
-from .convert import convert
+from .convert import ConvertWarning, convert
 from .recurrent import GRU, GRUCell
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "convert", "AttentionPooling", "AdditiveAttention", "DotAttention",
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "convert", "ConvertWarning", "AttentionPooling", "AdditiveAttention", "DotAttention",
            "GRUAttention", "AttentionGRUDecoder", "DecoderState", "greedy_decode", "explain"]

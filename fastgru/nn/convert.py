@@ -1,20 +1,17 @@
-"""convert(): swap torch.nn's recurrent modules in a model for fastgru's, or back."""
+"""convert(): swap torch.nn's recurrent modules in a model for fastgru's, or back, and route
+subclasses of them (nn/subclasses.py) so that they compute in fastgru."""
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 from torch import nn
 
-from .lstm import LSTM, LSTMCell
-from .recurrent import GRU, GRUCell, RecurrentBase
+from .recurrent import RecurrentBase
+from .subclasses import TORCH_TO_FAST, RoutedRecurrence, original_class, routed, routing_problem, torch_base
 
-__all__ = ["convert"]
-
-
-def _fast_modules():
-    """The torch.nn classes fastgru replaces, and their replacements."""
-    return {nn.GRU: GRU, nn.GRUCell: GRUCell, nn.LSTM: LSTM, nn.LSTMCell: LSTMCell}
+__all__ = ["convert", "ConvertWarning"]
 
 
 def _swap(module: nn.Module, target: type) -> nn.Module:
@@ -42,25 +39,84 @@ def _swap(module: nn.Module, target: type) -> nn.Module:
     return new
 
 
-def convert(model: nn.Module, inplace: bool = False, to: str = "fastgru") -> nn.Module:
+class ConvertWarning(UserWarning):
+    """convert() left a recurrent module as it was: it could not tell how to run it in fastgru."""
+
+
+def _actions(model: nn.Module, to: str) -> list[tuple[str, nn.Module, object]]:
+    """What convert does to each recurrent module of ``model``, by its path: ("swap", class) a new
+    module of that class; ("route", None) a torch subclass whose super().forward will run fastgru;
+    ("restore", None) a routed module back to its own class; ("skip", reason) left as it is."""
+    table = TORCH_TO_FAST if to == "fastgru" else {fast: torch_cls for torch_cls, fast in TORCH_TO_FAST.items()}
+    actions = []
+    for path, m in model.named_modules(remove_duplicate=False):  # every path to a shared module
+        kind = type(m)
+        if kind in table:
+            actions.append((path, m, ("swap", table[kind])))
+        elif isinstance(m, RoutedRecurrence):
+            if to == "torch":
+                actions.append((path, m, ("restore", None)))
+        elif to == "fastgru" and torch_base(kind) is not None:
+            problem = routing_problem(kind)
+            actions.append((path, m, ("skip", problem) if problem else ("route", None)))
+        elif to == "torch" and isinstance(m, tuple(table)):
+            actions.append((path, m, ("skip", f"{kind.__qualname__} subclasses a fastgru module; it has no torch.nn "
+                                              "class to become")))
+    return actions
+
+
+def _describe(path: str, m: nn.Module) -> str:
+    return f"{path or '<the model itself>'} ({type(m).__qualname__})"
+
+
+def convert(model: nn.Module, inplace: bool = False, to: str = "fastgru", *, strict: bool = False) -> nn.Module:
     """Swap every nn.GRU / nn.GRUCell / nn.LSTM / nn.LSTMCell in ``model`` for fastgru's
     (``to="fastgru"``), or back (``to="torch"``). Parameters are kept as they are (same tensors,
-    device and dtype). A fastgru module with ``reset_after=False`` cannot become an nn module:
-    ValueError, before anything changes. Returns the converted model; with ``inplace=False`` the
-    input model is left untouched."""
+    device and dtype). Returns the converted model; with ``inplace=False`` the input model is left
+    untouched.
+
+    A *subclass* of one of those classes (a library's nn.GRU with its own forward) keeps its class,
+    methods and Parameters; where its forward reaches nn.GRU's through ``super().forward``, that
+    call runs fastgru from then on (nn/subclasses.py), and ``to="torch"`` restores the class it
+    had. Where fastgru cannot tell what a subclass computes (its forward never calls
+    ``super().forward``, calls ``nn.GRU.forward`` by name, or has no readable source), the module
+    is left as it is with a ConvertWarning naming its path, or, with ``strict=True``, a
+    RuntimeError before anything changes. No recurrent module is ever skipped silently.
+
+    Raises before anything changes: ValueError for a fastgru module with ``reset_after=False``
+    and ``to="torch"`` (no torch.nn module computes it)."""
     if to not in ("fastgru", "torch"):
         raise ValueError(f'to must be "fastgru" or "torch", got {to!r}')
-    to_fast = _fast_modules()
-    table = to_fast if to == "fastgru" else {fast: torch_cls for torch_cls, fast in to_fast.items()}
-    for m in model.modules():
-        if type(m) in table and not getattr(m, "reset_after", True):
-            _swap(m, table[type(m)])  # raises: checked for every module before any is swapped
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    actions = _actions(model, to)
+    skipped = [(path, m, what[1]) for path, m, what in actions if what[0] == "skip"]
+    if strict and skipped:
+        raise RuntimeError("convert(strict=True): fastgru cannot convert " + "; ".join(
+            f"{_describe(path, m)}: {reason}" for path, m, reason in skipped))
+    for _, m, (what, target) in actions:
+        if what == "swap" and not getattr(m, "reset_after", True):
+            _swap(m, target)  # raises: checked for every module before any is swapped
     if not inplace:
         model = copy.deepcopy(model)
-    if type(model) in table:
-        return _swap(model, table[type(model)])
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) in table:
-                setattr(parent, name, _swap(child, table[type(child)]))
+        actions = _actions(model, to)
+    for path, m, reason in skipped:
+        warnings.warn(f"convert: left {_describe(path, m)} as it is: {reason}", ConvertWarning, stacklevel=2)
+    modules = dict(model.named_modules(remove_duplicate=False))
+    swapped = {}  # id(old module) -> its replacement: a module shared by several paths stays shared
+    for path, m, (what, target) in actions:
+        if what == "route" and not isinstance(m, RoutedRecurrence):
+            m.__class__ = routed(type(m))
+        elif what == "restore" and isinstance(m, RoutedRecurrence):
+            m.__class__ = original_class(m)
+        elif what == "swap":
+            if id(m) not in swapped:
+                swapped[id(m)] = _swap(m, target)
+            new = swapped[id(m)]
+            if not path:
+                return new  # the model is itself the module (it has no recurrent children)
+            parent, _, name = path.rpartition(".")
+            setattr(modules[parent], name, new)
     return model
