@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 INDEX_INTRO = """# Benchmark results
@@ -15,6 +17,38 @@ Triton kernels; only CUDA runs speak for the kernels. Runs of schema 2 time ever
 and captured in a CUDA graph, and their headline ratio is against the baseline's faster form;
 schema 1 runs (before that) time the eager form only.
 """
+
+
+def commit_time(commit: str, cwd) -> datetime | None:
+    """The committer time of ``commit`` in the git repository around ``cwd``, or None where git,
+    the repository or the commit is not there."""
+    try:
+        done = subprocess.run(["git", "show", "-s", "--format=%cI", commit, "--"], cwd=cwd, capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:
+        return datetime.fromisoformat(done.stdout.strip()) if done.returncode == 0 else None
+    except ValueError:
+        return None
+
+
+def newest_first(report_dirs: list[Path]) -> list[str]:
+    """Compile report folders (``<date>-<commit>``) newest first by their commit's time: several
+    reports of one day are ordered as their commits were made, not by hash. A folder whose commit
+    git does not know sorts by its date alone (the end of that day, UTC)."""
+
+    def key(folder: Path):
+        date, commit = folder.name[:10], folder.name[11:]
+        when = commit_time(commit, folder) if commit else None
+        if when is None:
+            try:
+                when = datetime.fromisoformat(date).replace(hour=23, minute=59, second=59, tzinfo=timezone.utc)
+            except ValueError:
+                when = datetime.min.replace(tzinfo=timezone.utc)
+        return when, folder.name
+
+    return [folder.name for folder in sorted(report_dirs, key=key, reverse=True)]
 
 
 def write_index(results_dir) -> Path:
@@ -44,13 +78,13 @@ def write_index(results_dir) -> Path:
             report = f"[{md.name}]({key}/{md.name})" if md.exists() else f"[{f.name}]({key}/{f.name})"
             lines.append(f"| {env['device_name']} | {env['date']} | `{env['commit']}` | {env['torch']} | "
                          f"{env.get('triton')} | {env.get('cuda')} | {ok}/{len(rows)} | {report} |")
-    reports = sorted(p.name for p in (root / "compile").glob("*") if p.is_dir())
+    reports = newest_first([p for p in (root / "compile").glob("*") if p.is_dir()])
     if reports:
         lines += ["", "## Compile check (sm_90, no GPU)", "",
                   "`compile/<date>-<commit>/`: `python -m bench.compile` reports (registers, spills, shared memory and",
-                  "MMA kind of every kernel at the dispatcher's plans for a 132-SM H100), newest first:",
+                  "MMA kind of every kernel at the dispatcher's plans for a 132-SM H100), newest first (by commit time):",
                   "see bench/README.md, \"Compile check\".", ""]
-        lines += [f"- [{name}](compile/{name}/)" for name in reversed(reports)]
+        lines += [f"- [{name}](compile/{name}/)" for name in reports]
     path = root / "README.md"
     root.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -4,6 +4,9 @@ forms (eager and CUDA-graphed) and the speedups and headline built from them, th
 and the repository's bench/ (suites, result files and their schema, plots, index, compare, the CLI)."""
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -194,12 +197,12 @@ def test_missing_op_is_unavailable(monkeypatch):
 
 
 def test_tf32_follows_the_library_rule(monkeypatch):
-    """The tolerance's TF32 allowance is fastgru.ops.guard.tf32_allowed, under the flag of the torch
+    """The tolerance's TF32 allowance is fastgru.launchers.tf32.tf32_allowed, under the flag of the torch
     module each suite replaces: cudnn for the GRU layer, matmul for the cell and attention."""
-    from fastgru.ops import guard
+    from fastgru.launchers import tf32
 
     gru = _tiny_gru(providers=("nn.GRU",))
-    assert runner.tf32(gru, "cpu", "cudnn") is guard.tf32_allowed(torch.empty(0), "cudnn") is False
+    assert runner.tf32(gru, "cpu", "cudnn") is tf32.tf32_allowed(torch.empty(0), "cudnn") is False
     seen = []
     monkeypatch.setattr(runner, "tf32_allowed", lambda t, follows: seen.append((t.dtype, follows)) or True)
     cell = C.Case("cell", "gru_cell", "inference", "fp32", {"B": 1, "I": 8, "H": 8}, ("nn.GRUCell",), ())
@@ -318,6 +321,30 @@ def test_index(doc, tmp_path):
     index = results_index.write_index(tmp_path).read_text()
     assert doc["env"]["device_name"] in index and f"{path.parent.name}/{path.with_suffix('.md').name}" in index
     assert "No runs" in results_index.write_index(tmp_path / "empty").read_text()
+
+
+def test_compile_reports_newest_first_by_commit_time(tmp_path):
+    """Two reports of one day whose hashes sort against their commit times, one whose commit git
+    does not know (its date alone: after the same day's known commits), one of an earlier day."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t", GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
+    git = lambda *args, **extra: subprocess.run(["git", *args], cwd=tmp_path, env=dict(env, **extra), check=True,
+                                                capture_output=True, text=True).stdout.strip()  # noqa: E731
+    git("init", "-q")
+    hashes = []
+    for k in range(12):  # deterministic: fixed names and dates give fixed hashes
+        when = f"2026-01-02T{k:02d}:00:00+00:00"
+        git("commit", "-q", "--allow-empty", "-m", f"c{k}", GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
+        hashes.append(git("rev-parse", "--short=7", "HEAD"))
+    older, newer = next((a, b) for a in hashes for b in hashes[hashes.index(a) + 1:] if b < a)
+    names = [f"2026-01-02-{older}", f"2026-01-02-{newer}", "2026-01-02-0000000", f"2026-01-01-{hashes[0]}"]
+    for name in names:
+        (tmp_path / "results" / "compile" / name).mkdir(parents=True)
+    index = results_index.write_index(tmp_path / "results").read_text()
+    listed = [line[3:line.index("]")] for line in index.splitlines() if line.startswith("- [")]
+    assert listed == ["2026-01-02-0000000", f"2026-01-02-{newer}", f"2026-01-02-{older}", f"2026-01-01-{hashes[0]}"]
 
 
 # ------------------------------------------------------------------------------------ compare
