@@ -464,7 +464,7 @@ def compile_cases(cases: list, arch: int = 90, log=print) -> list:
 
     from bench.compile.cases import DTYPES, tf32
     from bench.compile.target import CompileTarget, arch as arch_of
-    from fastgru import backend
+    from fastgru import gpu
     from fastgru.launchers import gru_layer as AG
     from fastgru.launchers.launch import compiling, untuned
     from fastgru.launchers.plan import PersistentVariant, persistent_choice
@@ -493,7 +493,7 @@ def compile_cases(cases: list, arch: int = 90, log=print) -> list:
         row = dict(asdict(case))
         start = time.perf_counter()
         try:
-            with backend.assume_gpu(a.sms, a.limits), compiling(target), tf32(DTYPES[case.dtype][1]), torch.no_grad(), \
+            with gpu.assume_gpu(a.sms, a.limits), compiling(target), tf32(DTYPES[case.dtype][1]), torch.no_grad(), \
                     target.case(strategy="gru", dtype=case.dtype, shape=dict(B=case.B, H=case.H), pick="model",
                                 **{"pass": "forward"}), \
                     persistent_choice(PersistentVariant.parse(case.variant), case.block_h, case.num_warps):

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastgru.backend import HOPPER_LIMITS
+from fastgru.gpu import HOPPER_LIMITS
 from fastgru.launchers.plan import persistent_candidates
 
 VARIANTS = ("base", "prefetch", "split", "flags", "prefetch+split+flags")

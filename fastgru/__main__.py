@@ -53,7 +53,7 @@ def parity_rows(device: str, dtypes) -> list[dict]:
     """fastgru.GRU vs nn.GRU in float64 (state_dict copied): worst relative error of the outputs
     and of all gradients, with nn.GRU's own error in the same dtype beside it."""
     from . import GRU
-    from .ops.guard import tf32_allowed
+    from .launchers.tf32 import tf32_allowed
     from .testing import rel_error, tolerance
 
     cases = GPU_CASES if device == "cuda" else CPU_CASES

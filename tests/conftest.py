@@ -13,9 +13,9 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
-import fastgru.backend  # noqa: E402
+import fastgru.launchers.alloc  # noqa: E402
 
-fastgru.backend.set_nan_fill(True)
+fastgru.launchers.alloc.set_nan_fill(True)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

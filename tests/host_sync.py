@@ -20,7 +20,7 @@ it: the tensors given as ``host=`` (for example a PackedSequence's ``batch_sizes
 PyTorch keeps on the host), the lengths that ``pad_packed_sequence`` returns (on the host in
 PyTorch), and whatever an op computes from host tensors alone are host tensors; every other
 tensor stands for a device tensor. Kernel launches are then recorded, never run: together with
-``fastgru.backend.assume_gpu`` (entered here) the launchers plan and build exactly the launches
+``fastgru.gpu.assume_gpu`` (entered here) the launchers plan and build exactly the launches
 an H100 would get, persistent grids included, which the interpreter could not run (their grid
 barrier), and the check stays cheap. Outputs hold no computed values then; nothing here may
 depend on them, which is the point. With ``simulate=False`` launches run as usual (warm up
@@ -39,7 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakIdKeyDictionary
 
-from fastgru import backend
+from fastgru import backend, gpu
 from fastgru.launchers import launch as L
 
 aten = torch.ops.aten
@@ -200,7 +200,7 @@ def no_host_sync(*, host: Iterable[torch.Tensor] = (), simulate: bool | None = N
         backend.capturing = lambda: True
         stack.callback(setattr, backend, "capturing", real_capturing)
         if simulate:
-            stack.enter_context(backend.assume_gpu(sms))
+            stack.enter_context(gpu.assume_gpu(sms))
         else:
             previous = torch.cuda.get_sync_debug_mode()
             torch.cuda.set_sync_debug_mode("error")

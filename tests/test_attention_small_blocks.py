@@ -64,7 +64,7 @@ def _compile(bq: int) -> dict:
     import torch
     import triton
 
-    from fastgru import backend
+    from fastgru import gpu
     from fastgru.launchers import attention as AA
     from fastgru.launchers import launch as L
     from fastgru.kernels import attention_configs as C
@@ -84,7 +84,7 @@ def _compile(bq: int) -> dict:
     N, Tq, T, F, D = 2, bq, 128, 32, 64
     z = lambda *s, dt=torch.bfloat16: torch.zeros(s, dtype=dt)  # noqa: E731
     lengths = torch.full((N,), T, dtype=torch.int64)
-    with backend.assume_gpu(132), L.compiling(Target()):
+    with gpu.assume_gpu(132), L.compiling(Target()):
         AA.attention_forward("additive", z(N, Tq, F), z(N, T, F), z(F), z(N, T, D), lengths, None, 1.0, True)
         AA.attention_backward("additive", z(N, Tq, F), z(N, T, F), z(F), z(N, T, D), lengths, None, 1.0,
                               z(N, 2, Tq, dt=torch.float32), z(N, Tq, D), z(N, Tq, T, dt=torch.float32), True)

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fastgru import backend, functional
+from fastgru import backend, functional, gpu
 from fastgru.launchers import gru_layer as AG
 from fastgru.launchers import launch as L
 from fastgru.launchers import plan as planner
@@ -166,7 +166,7 @@ class _Kernel:
 def test_resources_asks_the_driver(monkeypatch):
     monkeypatch.setattr(L, "_resources_seen", {})
     asked = []
-    monkeypatch.setattr(backend, "max_active_blocks", lambda *a: asked.append(a) or 3)
+    monkeypatch.setattr(gpu, "max_active_blocks", lambda *a: asked.append(a) or 3)
     res = L.resources(_Kernel(), (4, 1, 1), [7], {"BLOCK_H": 64})
     assert res == Resources(96, 40960, 8, 0, resident=3)
     assert asked == [(0xC0FFEE, 256, 40960)]  # the loaded function, its threads, its dynamic shared memory
@@ -176,6 +176,6 @@ def test_no_driver_no_count():
     """This machine has no CUDA driver (and the compile check pretends a GPU): the estimate is used."""
     if torch.cuda.is_available():
         pytest.skip("a CUDA driver is present")
-    assert backend.max_active_blocks(0xC0FFEE, 128, 0) is None
-    with backend.assume_gpu(132):
-        assert backend.max_active_blocks(0xC0FFEE, 128, 0) is None
+    assert gpu.max_active_blocks(0xC0FFEE, 128, 0) is None
+    with gpu.assume_gpu(132):
+        assert gpu.max_active_blocks(0xC0FFEE, 128, 0) is None

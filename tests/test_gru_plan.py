@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fastgru import backend
+from fastgru import backend, gpu
 from fastgru.launchers import plan as planner
 from fastgru.launchers.launch import Resources
 
@@ -34,7 +34,7 @@ def test_resident_programs_is_the_tightest_limit(h100):
     assert planner.resident_programs(Resources(128, 100_000, 4), "cuda:0") == 2  # shared memory: 2 x (100 KB + 1 KB)
     assert planner.resident_programs(Resources(32, 0, 4), "cuda:0") == 16  # threads: 2048 / 128
     assert planner.resident_programs(Resources(64, 1000, 4, spill_bytes=8), "cuda:0") == 0
-    assert planner.resident_programs(Resources(64, backend.HOPPER_LIMITS[2] + 1, 4), "cuda:0") == 0
+    assert planner.resident_programs(Resources(64, gpu.HOPPER_LIMITS[2] + 1, 4), "cuda:0") == 0
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastgru import backend, functional, reference
+from fastgru import functional, gpu, reference
 from fastgru.launchers import gru_cell as AC
 from fastgru.launchers import gru_layer as AG
 from fastgru.launchers import launch as L
@@ -73,7 +73,7 @@ def test_a_candidate_the_compiler_refuses_does_not_fit(monkeypatch):
 def test_a_refused_persistent_candidate_falls_back(monkeypatch):
     """The dispatcher, sizing candidates whose compile fails, plans another strategy."""
     monkeypatch.setattr(L, "_resources_seen", {})
-    with backend.assume_gpu(132):
+    with gpu.assume_gpu(132):
         fit = lambda p: L.resources(_Refused(_compile_error()), (1,), [p.block_k], p.blocks())  # noqa: E731
         plan = planner.plan_gru(3, 8, 1, "cpu", None, torch.bfloat16, resources=fit)
     assert plan.strategy == "rows"
@@ -85,7 +85,7 @@ import dataclasses, json, sys
 from bench.compile import driver
 driver.install(90)
 import torch
-from fastgru import backend
+from fastgru import gpu
 from fastgru.launchers import gru_cell as AC, gru_layer as AG
 from fastgru.launchers.launch import compiling
 from bench.compile import cases
@@ -105,7 +105,7 @@ def recording(module, kind):
 
 recording(AG, "layer")
 recording(AC, "cell")
-with backend.assume_gpu(a.sms, a.limits), compiling(target):
+with gpu.assume_gpu(a.sms, a.limits), compiling(target):
     grid = dataclasses.replace(cases.QUICK, small_h=tuple(range(1, 17)))
     cases.run_all(target, grid, tuple(cases.DTYPES), ("gru-small",))
 json.dump(dict(picks=picks, rows=target.rows), open(sys.argv[1], "w"))

@@ -485,7 +485,7 @@ def test_lstm_torchscript_exporter():
 
 def test_what_onnx_lstm_cannot_express_is_refused():
     """proj_size, dropout between layers in training mode and bfloat16 have no ONNX LSTM form."""
-    from fastgru.interop.onnx_export import lstm_onnx_forward
+    from fastgru.functional.onnx_forms import lstm_onnx_forward
 
     x = torch.randn(5, 2, I)
     zeros = torch.zeros(2, 2, H)

@@ -19,7 +19,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")  # torch.onnx.export(dynamo=True) builds the graph with it
 
 import fastgru  # noqa: E402
-from fastgru.interop.onnx_export import gru_onnx_forward  # noqa: E402
+from fastgru.functional.onnx_forms import gru_onnx_forward  # noqa: E402
 from helpers import (  # noqa: E402
     compare_with_ort,
     export_inputs,

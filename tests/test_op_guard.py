@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import fastgru
-from fastgru import backend
+from fastgru import backend, gpu
+from fastgru.launchers import tf32
 from fastgru.ops import guard
 
 
@@ -20,14 +21,14 @@ def tf32_flags():
 def test_tf32_rule_follows_the_replaced_modules_flag(cudnn, matmul, tf32_flags):
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
     x = torch.empty(2)
-    assert not guard.tf32_allowed(x, "cudnn") and not guard.tf32_allowed(x, "matmul")  # not compiled for a GPU
-    with backend.assume_gpu(132):
-        assert guard.tf32_allowed(x, "cudnn") == cudnn
-        assert guard.tf32_allowed(x, "matmul") == matmul
+    assert not tf32.tf32_allowed(x, "cudnn") and not tf32.tf32_allowed(x, "matmul")  # not compiled for a GPU
+    with gpu.assume_gpu(132):
+        assert tf32.tf32_allowed(x, "cudnn") == cudnn
+        assert tf32.tf32_allowed(x, "matmul") == matmul
         for dtype in (torch.bfloat16, torch.float16, torch.float64):
-            assert not guard.tf32_allowed(x.to(dtype), "cudnn") and not guard.tf32_allowed(x.to(dtype), "matmul")
+            assert not tf32.tf32_allowed(x.to(dtype), "cudnn") and not tf32.tf32_allowed(x.to(dtype), "matmul")
     with pytest.raises(ValueError, match="follows must be one of"):
-        guard.tf32_allowed(x, "cublas")
+        tf32.tf32_allowed(x, "cublas")
 
 
 def test_op_entry_contiguity_and_strided_arguments():

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import torch
     import triton
 
-    from fastgru import backend
+    from fastgru import gpu
     from fastgru.launchers.launch import compiling
 
     from . import cases, report
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         grid = dataclasses.replace(grid, gru_forced=forced, lstm_forced=forced)
     target = CompileTarget(a, quick=args.quick)
     start = time.perf_counter()
-    with backend.assume_gpu(a.sms, a.limits), compiling(target):
+    with gpu.assume_gpu(a.sms, a.limits), compiling(target):
         cases.run_all(target, grid, dtypes, families)
     seconds = time.perf_counter() - start
     meta = dict(form="quick" if args.quick else "full", forced=list(grid.gru_forced), dtypes=list(dtypes),

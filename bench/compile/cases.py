@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fastgru import backend
+from fastgru import gpu
 from fastgru.launchers import attention as AA
 from fastgru.launchers import decoder as AD
 from fastgru.launchers import gru_cell as AC
@@ -434,8 +434,8 @@ def _annotate(row: dict, case: VariantCase, variant: PL.PersistentVariant) -> No
     c = row["config"]
     programs = -(-case.H // c["BLOCK_H"]) * -(-case.B // c["BLOCK_B"])
     res = LL.Resources(row["registers"], row["shared_bytes"], c.get("num_warps", 4), spill_bytes=row["spill_bytes"])
-    resident = PL.resident_programs(res, "cuda") if row["shared_bytes"] <= backend.sm_limits("cuda")[2] else 0
-    row.update(programs=programs, resident_per_sm=resident, co_resident=programs <= backend.sm_count("cuda") * resident)
+    resident = PL.resident_programs(res, "cuda") if row["shared_bytes"] <= gpu.sm_limits("cuda")[2] else 0
+    row.update(programs=programs, resident_per_sm=resident, co_resident=programs <= gpu.sm_count("cuda") * resident)
 
 
 def persistent_variants(target, grid: Grid, dtypes=VARIANT_DTYPES) -> None:

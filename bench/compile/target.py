@@ -26,9 +26,9 @@ class Arch:
 
 
 def arch(number: int) -> Arch:
-    from fastgru import backend
+    from fastgru import gpu
 
-    table = {90: Arch(90, 132, backend.HOPPER_LIMITS), 80: Arch(80, 108, backend.AMPERE_LIMITS)}  # H100 SXM, A100
+    table = {90: Arch(90, 132, gpu.HOPPER_LIMITS), 80: Arch(80, 108, gpu.AMPERE_LIMITS)}  # H100 SXM, A100
     if number not in table:
         raise SystemExit(f"bench.compile: --arch must be one of {sorted(table)}, got {number}")
     return table[number]

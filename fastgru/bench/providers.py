@@ -45,7 +45,7 @@ class Setup:
     tokens: int = 0
     cost: flops.Cost = field(default_factory=lambda: flops.Cost(0, 0))
     input_bytes: int = 0
-    # The torch flag whose TF32 permission fastgru follows (fastgru.ops.guard.tf32_allowed):
+    # The torch flag whose TF32 permission fastgru follows (fastgru.launchers.tf32.tf32_allowed):
     # "cudnn" for the GRU layer (as nn.GRU), "matmul" for the cell and attention.
     tf32_follows: str = "matmul"
 

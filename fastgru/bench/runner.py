@@ -31,7 +31,7 @@ from typing import Callable, Iterable
 import torch
 
 from .. import testing
-from ..ops.guard import tf32_allowed
+from ..launchers.tf32 import tf32_allowed
 from . import timing
 from .cases import Case
 from .gru_providers import gru_setup
@@ -44,7 +44,7 @@ SETUPS = {"gru": gru_setup, "lstm": lstm_setup}
 
 
 def tf32(case: Case, device, follows: str) -> bool:
-    """Whether fastgru may use TF32 on this case: the library's one rule (ops.guard.tf32_allowed),
+    """Whether fastgru may use TF32 on this case: the library's one rule (launchers/tf32.py),
     for the torch flag its setup follows ("cudnn" for the GRU layer, "matmul" otherwise)."""
     return tf32_allowed(torch.empty(0, device=device, dtype=case.torch_dtype), follows)
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 
 from .. import backend
-from ..backend import new_empty
-from ..ops.guard import tf32_allowed
+from .alloc import new_empty
 from .launch import launch
 from .loader import kernels
+from .tf32 import tf32_allowed
 
 SCORES = ("additive", "dot")
 

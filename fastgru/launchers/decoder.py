@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import backend
-from ..backend import new_empty
+from .. import gpu
+from .alloc import new_empty
 from .attention import attention_backward
 from .gru_layer import _layer_dot_options, acc_dtype
 from .launch import launch, resources
@@ -31,7 +31,7 @@ def _attention_blocks(device, B_block: int, T_in: int, F: int, K: int) -> dict:
     """The attention phases' tiles: under the interpreter each dimension in one block (fewer
     interpreted iterations); on a GPU a [BLOCK_B, BLOCK_T, BLOCK_F] register tile of 2048
     elements (16 a thread with 4 warps, the additive kernels' own bound)."""
-    if not backend.on_gpu(device):
+    if not gpu.on_gpu(device):
         return dict(BLOCK_T=min(_pow2(T_in), 64), BLOCK_F=min(_pow2(F), 64), BLOCK_C=min(_pow2(K), 64))
     inner = max(2048 // (B_block * 16), 4)
     return dict(BLOCK_T=16, BLOCK_F=inner, BLOCK_C=inner)

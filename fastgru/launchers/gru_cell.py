@@ -6,7 +6,7 @@ Saved for backward: r, z, n and W_hn h + b_hn (B, 4H) in the accumulator dtype.
 
 import torch
 
-from .. import backend
+from .alloc import new_empty
 from .gru_layer import acc_dtype, dot_options
 from .launch import launch, resources
 from .loader import kernels
@@ -34,8 +34,8 @@ def cell_forward(kernel, x, states, w_ih, w_hh, b_ih, b_hh, save, slots, family=
     of the states and of the new states."""
     B, I = x.shape
     H = w_hh.shape[1]
-    new = [backend.new_empty((B, H), x.dtype, x.device) for _ in states]
-    gates = backend.new_empty((B, slots * H) if save else (0,), acc_dtype(x.dtype), x.device)
+    new = [new_empty((B, H), x.dtype, x.device) for _ in states]
+    gates = new_empty((B, slots * H) if save else (0,), acc_dtype(x.dtype), x.device)
     has_bias = b_ih is not None
     meta = dict(HAS_BIAS=has_bias, SAVE=save, **_cell_dot_options(w_hh))
 
@@ -62,8 +62,8 @@ def gru_cell_backward(dh_new, x, h, w_ih, w_hh, gates):
     plan = plan_gru(B, H, 1, x.device, "stepwise")
     dbuf = torch.zeros((2, 1, B, H), dtype=acc, device=x.device)
     hprev = h.to(acc).contiguous()
-    dgx = backend.new_empty((1, B, 3 * H), x.dtype, x.device)
-    dgh = backend.new_empty((1, 1, B, 3 * H), acc, x.device)
+    dgx = new_empty((1, B, 3 * H), x.dtype, x.device)
+    dgh = new_empty((1, 1, B, 3 * H), acc, x.device)
     lengths = torch.ones(B, dtype=torch.int64, device=x.device)
     launch(
         bwd.gru_bwd_gates_kernel, (plan.batch_blocks, plan.hidden_blocks, 1),

@@ -20,10 +20,11 @@ from torch import Tensor
 import torch.nn.functional as F
 
 from .. import backend
-from ..ops.guard import tf32_allowed
+from .alloc import new_empty
 from .launch import launch, resources
 from .loader import kernels
 from .plan import GRUPlan, _pow2, persistent_refused, plan_gru, plan_with_reason
+from .tf32 import tf32_allowed
 
 _LOWP = (torch.float16, torch.bfloat16)
 
@@ -36,7 +37,7 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def dot_options(w: torch.Tensor, follows: str, tf32: str) -> dict:
     """Matmul precision inside the recurrence kernels: bf16/fp16 feed the tensor cores directly
     with fp32 accumulation; fp32 runs ``tf32`` ("tf32" or "tf32x3") where the TF32 rule
-    (ops.guard.tf32_allowed under the flag ``follows``) allows it, IEEE fp32 otherwise."""
+    (tf32.tf32_allowed under the flag ``follows``) allows it, IEEE fp32 otherwise."""
     lowp = w.dtype in _LOWP and not backend.INTERPRET
     return {"MMA_LOWP": lowp, "DOT_PRECISION": tf32 if tf32_allowed(w, follows) else "ieee"}
 
@@ -113,12 +114,12 @@ def _forward_launches(gx, x, w_hh, b_hh, lengths, batch_first, save, reset_after
     T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     acc = acc_dtype(x.dtype)
     out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
-    out = backend.new_empty(out_shape, x.dtype, x.device)
+    out = new_empty(out_shape, x.dtype, x.device)
     # Ping-pong state; reset_after=False adds a slot for r * h_{t-1}.
-    hbuf = backend.new_empty((2 if reset_after else 3, D, B, H), acc, x.device)
+    hbuf = new_empty((2 if reset_after else 3, D, B, H), acc, x.device)
     if save:
-        hprev = backend.new_empty((D, T, B, H), acc, x.device)
-        gates = backend.new_empty((D, T, B, 4 * H), acc, x.device)
+        hprev = new_empty((D, T, B, H), acc, x.device)
+        gates = new_empty((D, T, B, 4 * H), acc, x.device)
     else:
         hprev = gates = hbuf  # never written (SAVE=False)
     has_bhn = b_hh is not None and reset_after
@@ -202,11 +203,11 @@ def gru_layer_backward(dout, dh_n, x, w_ih, w_hh, lengths, hprev, gates, batch_f
     T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     acc = gates.dtype
 
-    dbuf = backend.new_empty((2, D, B, H), acc, x.device)
+    dbuf = new_empty((2, D, B, H), acc, x.device)
     dbuf[0].copy_(dh_n)
     dgx_shape = (B, T, D * H3) if batch_first else (T, B, D * H3)
-    dgx = backend.new_empty(dgx_shape, x.dtype, x.device)
-    dgh = backend.new_empty((D, T, B, H3), acc, x.device)
+    dgx = new_empty(dgx_shape, x.dtype, x.device)
+    dgh = new_empty((D, T, B, H3), acc, x.device)
     dout = dout.contiguous() if dout.stride(-1) != 1 else dout
     d_strides = [*_time_batch_strides(dout, batch_first)]
     g_strides = [*_time_batch_strides(dgx, batch_first)]

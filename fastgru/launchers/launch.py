@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from .. import backend
+from .. import backend, gpu
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def _compiled_resources(job: Launch) -> Optional[Resources]:
     num_warps = int(compiled.metadata.num_warps)
     shared = int(compiled.metadata.shared)
     return Resources(int(compiled.n_regs), shared, num_warps, 4 * int(compiled.n_spills),
-                     resident=backend.max_active_blocks(getattr(compiled, "function", None), 32 * num_warps, shared))
+                     resident=gpu.max_active_blocks(getattr(compiled, "function", None), 32 * num_warps, shared))
 
 
 @contextmanager

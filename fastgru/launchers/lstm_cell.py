@@ -6,7 +6,7 @@ Saved for backward: i, f, g, o, c and c' (B, 6H) in the accumulator dtype. The c
 nn.LSTMCell's TF32 flag, cuda.matmul.allow_tf32, with plain TF32 (the GRU cell's rule).
 """
 
-from .. import backend
+from .alloc import new_empty
 from .gru_cell import _cell_dot_options, cell_forward, cell_plan
 from .launch import launch
 from .loader import kernels
@@ -32,8 +32,8 @@ def lstm_cell_backward(dh_new, dc_new, x, h, w_ih, w_hh, gates):
     cell = kernels("lstm_cell")
     B, H = h.shape
     acc = gates.dtype
-    dg = backend.new_empty((B, 4 * H), acc, x.device)
-    dc = backend.new_empty((B, H), x.dtype, x.device)
+    dg = new_empty((B, 4 * H), acc, x.device)
+    dc = new_empty((B, H), x.dtype, x.device)
     meta = dict(HAS_DH=dh_new is not None, HAS_DC=dc_new is not None, FAST=_cell_dot_options(w_hh)["MMA_LOWP"])
 
     def job(plan):

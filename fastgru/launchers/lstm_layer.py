@@ -17,7 +17,7 @@ carried in the accumulator dtype. Layouts and phases: kernels/lstm_common.py.
 import torch
 import torch.nn.functional as F
 
-from .. import backend
+from .alloc import new_empty
 from .gru_layer import _layer_dot_options, _run_planned, _time_batch_strides, acc_dtype
 from .launch import launch, resources
 from .loader import kernels
@@ -63,14 +63,14 @@ def _forward_launches(gx, x, w_hh, w_hr, lengths, batch_first, save):
     T, B, H, R, D = _sizes(x, w_hh, w_hr, batch_first)
     has_proj = w_hr is not None
     acc = acc_dtype(x.dtype)
-    out = backend.new_empty((B, T, D * R) if batch_first else (T, B, D * R), x.dtype, x.device)
-    hbuf = backend.new_empty((2, D, B, R), acc, x.device)
-    cbuf = backend.new_empty((D, B, H), acc, x.device)
-    mbuf = backend.new_empty((D, B, H), acc, x.device) if has_proj else hbuf  # never touched without proj
+    out = new_empty((B, T, D * R) if batch_first else (T, B, D * R), x.dtype, x.device)
+    hbuf = new_empty((2, D, B, R), acc, x.device)
+    cbuf = new_empty((D, B, H), acc, x.device)
+    mbuf = new_empty((D, B, H), acc, x.device) if has_proj else hbuf  # never touched without proj
     whr = w_hr if has_proj else w_hh  # a dummy pointer without proj
     if save:
-        hprev = backend.new_empty((D, T, B, R), acc, x.device)
-        gates = backend.new_empty((D, T, B, (7 if has_proj else 6) * H), acc, x.device)
+        hprev = new_empty((D, T, B, R), acc, x.device)
+        gates = new_empty((D, T, B, (7 if has_proj else 6) * H), acc, x.device)
     else:
         hprev = gates = hbuf  # never written (SAVE=False)
 
@@ -173,8 +173,8 @@ def lstm_layer_backward(dout, dh_n, dc_n, x, w_ih, w_hh, w_hr, lengths, hprev, g
     has_proj = w_hr is not None
     acc = gates.dtype
 
-    dbuf = backend.new_empty((2, D, B, R), acc, x.device)
-    dcbuf = backend.new_empty((D, B, H), acc, x.device)
+    dbuf = new_empty((2, D, B, R), acc, x.device)
+    dcbuf = new_empty((D, B, H), acc, x.device)
     if dh_n is None:
         dbuf[0].zero_()
     else:
@@ -183,8 +183,8 @@ def lstm_layer_backward(dout, dh_n, dc_n, x, w_ih, w_hh, w_hr, lengths, hprev, g
         dcbuf.zero_()
     else:
         dcbuf.copy_(dc_n)
-    dgh = backend.new_empty((D, T, B, 4 * H), acc, x.device)
-    dhs = backend.new_empty((D, T, B, R), acc, x.device) if has_proj else dbuf  # never touched without proj
+    dgh = new_empty((D, T, B, 4 * H), acc, x.device)
+    dhs = new_empty((D, T, B, R), acc, x.device) if has_proj else dbuf  # never touched without proj
     whr = w_hr if has_proj else w_hh
     dout = dout.contiguous() if dout.stride(-1) != 1 else dout
     d_strides = [*_time_batch_strides(dout, batch_first)]

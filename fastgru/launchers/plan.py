@@ -32,19 +32,18 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
-from .. import backend
+from .. import gpu
 from . import plan_table
 from .launch import Resources
+# The persistent choices are the planner's vocabulary (plan.PersistentVariant, ...), defined below it
+# so that the measured table can read them without importing the planner.
+from .persistent_choice import (BASE_VARIANT, DEFAULT_CHOICE, PERSISTENT_BLOCK_H, VARIANT_PRECISIONS,  # noqa: F401
+                                VARIANT_SWITCHES, PersistentChoice, PersistentVariant)
 
 # The recurrence kernels; ``cudnn`` (PyTorch's own GRU operator, run by the functional layer where
 # the measured table says no kernel wins) completes what ``strategy=`` accepts.
 KERNEL_STRATEGIES = ("rows", "stepwise", "persistent")
 STRATEGIES = KERNEL_STRATEGIES + ("cudnn",)
-
-# Hidden-block sizes a persistent program may take, in the order tried. 64 puts a whole wgmma
-# tile (M = 64 per warpgroup) on Hopper's tensor cores; 32 and 16 (mma.sync) spread the weights
-# over more SMs where a 64-unit slice does not fit. The first whose compiled kernel fits wins.
-PERSISTENT_BLOCK_H = (64, 32, 16)
 
 # The smallest M, N and K a tensor-core dot compiles with (Triton's NVIDIA backend refuses a
 # smaller one for every dtype, fp32 and fp64 included). Every GPU tile meets it; masks cover
@@ -59,85 +58,8 @@ MMA_MIN = 16
 PERSISTENT_DEFAULT_DTYPES = (torch.bfloat16, torch.float16)
 
 
-# The persistent kernel's step variants (PersistentVariant's switches, in name order).
-VARIANT_SWITCHES = ("prefetch", "split", "flags", "recompute")
 # Gate tiles of W_hh a persistent program holds, per recurrence family.
 GATES = {"gru": 3, "lstm": 4}
-VARIANT_PRECISIONS = ("tf32", "tf32x3")
-
-
-@dataclass(frozen=True)
-class PersistentVariant:
-    """How the persistent kernel runs a step; the default is the kernel as it always ran.
-
-    prefetch   the input projection gx of step t+1 is loaded before step t's closing barrier, so
-               only the state exchange follows it;
-    split      the barrier is split into arrive and wait: a program arrives as soon as its new
-               state is stored, then writes the output and what backward saves (and, with
-               prefetch, loads the next gx), and only then waits for its peers;
-    flags      one arrival flag per program, polled by every peer, instead of one counter per
-               (batch block, direction) that every program increments;
-    recompute  reset_after=False only: one barrier a step instead of two, every program
-               recomputing the reset gate of all units (W_hr streamed from L2) rather than
-               waiting for its peers' r * h;
-    precision  fp32 only: the tensor-core precision of the recurrent matmul where the TF32 rule
-               allows TF32, "tf32" (plain) or "tf32x3" (the default: fp32-level error).
-
-    The backward kernel takes ``flags`` (its barrier); the other switches are the forward's.
-    ``name`` is the variant's one-string form ("base", "prefetch+split", "flags+tf32", ...), the
-    form the benchmarks and the measured table use; ``parse`` reads it back."""
-
-    prefetch: bool = False
-    split: bool = False
-    flags: bool = False
-    recompute: bool = False
-    precision: str | None = None
-
-    def __post_init__(self):
-        if self.precision not in (None, *VARIANT_PRECISIONS):
-            raise ValueError(f"precision must be one of {VARIANT_PRECISIONS} or None, got {self.precision!r}")
-
-    @property
-    def name(self) -> str:
-        parts = [s for s in VARIANT_SWITCHES if getattr(self, s)] + ([self.precision] if self.precision else [])
-        return "+".join(parts) or "base"
-
-    @classmethod
-    def parse(cls, name: str) -> "PersistentVariant":
-        """The variant named ``name`` ("base" or switches and at most one precision joined by "+")."""
-        if name == "base":
-            return cls()
-        kw: dict = {}
-        for part in name.split("+"):
-            if part in VARIANT_SWITCHES and part not in kw:
-                kw[part] = True
-            elif part in VARIANT_PRECISIONS and "precision" not in kw:
-                kw["precision"] = part
-            else:
-                raise ValueError(
-                    f"variant {name!r}: expected 'base' or a '+'-joined set of {VARIANT_SWITCHES} and at most one of "
-                    f"{VARIANT_PRECISIONS}, got part {part!r}")
-        return cls(**kw)
-
-    def check(self, dtype: torch.dtype, reset_after: bool) -> None:
-        """ValueError where this variant means nothing for the call: recompute with reset_after=True,
-        a precision for a dtype other than fp32."""
-        if self.recompute and reset_after:
-            raise ValueError("variant 'recompute' applies to reset_after=False only (reset_after=True has one barrier a step)")
-        if self.precision is not None and dtype != torch.float32:
-            raise ValueError(f"variant precision {self.precision!r} applies to float32 only, got {dtype}")
-
-    def forward_meta(self) -> dict:
-        """The forward kernel's constexprs for this variant."""
-        return {"PREFETCH_GX": self.prefetch, "SPLIT_BARRIER": self.split, "BARRIER_FLAGS": self.flags,
-                "RECOMPUTE_RESET": self.recompute}
-
-    def backward_meta(self) -> dict:
-        """The backward kernel's constexprs for this variant."""
-        return {"BARRIER_FLAGS": self.flags}
-
-
-BASE_VARIANT = PersistentVariant()
 
 
 @dataclass(frozen=True)
@@ -208,7 +130,7 @@ def resident_programs(res: Resources, device) -> int:
         return 0
     if res.resident is not None:
         return res.resident
-    regs_per_sm, smem_per_sm, smem_per_block = backend.sm_limits(device)
+    regs_per_sm, smem_per_sm, smem_per_block = gpu.sm_limits(device)
     if res.shared_bytes > smem_per_block:
         return 0
     threads = 32 * res.num_warps
@@ -218,27 +140,6 @@ def resident_programs(res: Resources, device) -> int:
     return min(by_regs, by_smem, 2048 // threads, 32)
 
 
-@dataclass(frozen=True)
-class PersistentChoice:
-    """What a persistent plan runs beyond its shape: the step variant, and where given the one
-    hidden block size and the forward's warp count to take (None: the candidates' order decides)."""
-
-    variant: PersistentVariant = BASE_VARIANT
-    block_h: int | None = None
-    num_warps: int | None = None
-
-    def __str__(self) -> str:
-        extra = [f"BLOCK_H={self.block_h}"] * (self.block_h is not None) + [f"{self.num_warps} warps"] * (
-            self.num_warps is not None)
-        return ", ".join([f"variant {self.variant.name}", *extra])
-
-    @classmethod
-    def of_entry(cls, entry: dict) -> "PersistentChoice":
-        """The choice a measured table entry names (its optional variant, block_h, num_warps)."""
-        return cls(PersistentVariant.parse(entry.get("variant", "base")), entry.get("block_h"), entry.get("num_warps"))
-
-
-DEFAULT_CHOICE = PersistentChoice()
 _forced_choice: PersistentChoice | None = None
 
 
@@ -272,8 +173,8 @@ def _persistent_plan(B, H, D, device, dtype, resources: Callable[[GRUPlan], Opti
     persistent_choice) sets the variant and may narrow the candidates to one block and warp count.
     ``family``: "gru" (three gate tiles of W_hh a program) or "lstm" (four)."""
     choice = _forced_choice or choice or DEFAULT_CHOICE
-    sms = backend.sm_count(device)
-    smem_per_block = backend.sm_limits(device)[2]
+    sms = gpu.sm_count(device)
+    smem_per_block = gpu.sm_limits(device)[2]
     weight_bytes = torch.finfo(dtype).bits // 8
     for plan in persistent_candidates(B, H, D):
         if choice.block_h is not None and plan.block_h != choice.block_h:
@@ -374,7 +275,7 @@ def _rule(B, H, D, device, dtype, strategy, resources, why="", family="gru") -> 
             return plan, why + ("forced" if strategy else "rule: bf16/fp16 run persistent where a plan fits")
     if strategy == "persistent":
         raise ValueError(
-            f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {backend.sm_count(device)} SMs: "
+            f"strategy='persistent' cannot hold B={B}, H={H}, D={D} in {dtype} on {gpu.sm_count(device)} SMs: "
             "no hidden block size compiles without spills with its whole grid co-resident"
             + (f" ({_forced_choice})" if _forced_choice else "")
         )
@@ -383,7 +284,7 @@ def _rule(B, H, D, device, dtype, strategy, resources, why="", family="gru") -> 
         # leaves most SMs idle and H is large, stepwise's parallelism over H pays for its T launches.
         # Measured on an H100 (T=512, B 1-128): rows wins at H=256 (1.0-2.2x), stepwise from
         # H=512 (1.3-10x).
-        idle = _cdiv(B, 16 if B <= 16 else 32) * D * 4 < backend.sm_count(device)
+        idle = _cdiv(B, 16 if B <= 16 else 32) * D * 4 < gpu.sm_count(device)
         strategy = "stepwise" if idle and H >= 512 else "rows"
         why += ("rule: stepwise (H >= 512 and rows would leave most SMs idle)" if strategy == "stepwise"
                 else "rule: rows (H < 512, or its batch blocks fill the SMs)")
@@ -405,7 +306,7 @@ def plan_with_reason(
         raise ValueError(f"strategy must be one of {KERNEL_STRATEGIES} or None here, got {strategy!r}")
     if _forced_choice is not None:
         _forced_choice.variant.check(dtype, reset_after)
-    if not backend.on_gpu(device):
+    if not gpu.on_gpu(device):
         block_b = min(_pow2(max(B, 1)), 16)
         block_h = min(_pow2(H), 64)
         if strategy == "persistent":

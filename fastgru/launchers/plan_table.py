@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import backend
+from .persistent_choice import PERSISTENT_BLOCK_H, PersistentChoice
 
 TABLE_PATH = Path(__file__).with_name("plan_table.json")
 TABLE_STRATEGIES = ("rows", "stepwise", "persistent", "cudnn")
@@ -66,8 +67,6 @@ def load(path: str | None = None) -> dict:
 def _check_persistent_fields(path: Path, e: dict) -> None:
     """An entry's variant, block_h and num_warps: only on persistent entries, each one the kernel
     can run (a table from a newer fastgru is refused with a RuntimeError, never half read)."""
-    from .plan import PersistentChoice
-
     fields = {k: e[k] for k in ("variant", "block_h", "num_warps") if k in e}
     if not fields:
         return
@@ -78,8 +77,6 @@ def _check_persistent_fields(path: Path, e: dict) -> None:
         choice.variant.check(_DTYPE_TORCH[e["dtype"]], e["reset_after"])
     except ValueError as exc:
         raise RuntimeError(f"fastgru: {path} names a persistent choice this version cannot run: {exc}") from exc
-    from .plan import PERSISTENT_BLOCK_H
-
     if choice.block_h not in (None, *PERSISTENT_BLOCK_H) or choice.num_warps not in (None, 4, 8):
         raise RuntimeError(f"fastgru: {path} names block_h={choice.block_h!r}, num_warps={choice.num_warps!r}: "
                            f"expected one of {PERSISTENT_BLOCK_H} and 4 or 8")
@@ -132,8 +129,6 @@ def describe(entry: dict) -> str:
     best = ratios.get(entry["strategy"]) if entry["strategy"] != "cudnn" else max(ratios.values(), default=None)
     what = (f"{best:.2f}x vs nn.GRU" if entry["strategy"] != "cudnn" else
             f"no fastgru strategy beat nn.GRU by the margin (best {best:.2f}x)") if best is not None else "no ratio"
-    from .plan import PersistentChoice
-
     named = any(k in entry for k in ("variant", "block_h", "num_warps"))
     choice = f" [{PersistentChoice.of_entry(entry)}]" if named else ""
     return (f"table entry H {entry['h'][0]}-{entry['h'][1]}, B {entry['b'][0]}-{entry['b'][1]} -> "

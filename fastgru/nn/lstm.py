@@ -61,7 +61,7 @@ class LSTM(RecurrentBase):
         return None
 
     def _export(self, input, hx, lengths):
-        from ..interop.onnx_export import lstm_onnx_forward
+        from ..functional.onnx_forms import lstm_onnx_forward
 
         return lstm_onnx_forward(self, input, hx, lengths)
 

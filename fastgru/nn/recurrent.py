@@ -307,7 +307,7 @@ class GRU(RecurrentBase):
         return None
 
     def _export(self, input, hx, lengths):
-        from ..interop.onnx_export import gru_onnx_forward
+        from ..functional.onnx_forms import gru_onnx_forward
 
         return gru_onnx_forward(self, input, hx, lengths)
 

@@ -1,4 +1,4 @@
-"""The guard every op family passes through, and the one TF32 rule.
+"""The guard every op family passes through.
 
 Two decorators, one per side of the custom-op boundary:
 
@@ -14,11 +14,7 @@ Two decorators, one per side of the custom-op boundary:
                       kernels take explicit strides; only a unit stride on the last dimension is
                       required of them).
 
-``tf32_allowed`` is the TF32 rule: an fp32 matmul may use TF32 exactly when the flag of the torch
-module it replaces says so: nn.GRU follows ``torch.backends.cudnn.allow_tf32`` (``follows="cudnn"``),
-nn.GRUCell and the matmul-based attention modules ``torch.backends.cuda.matmul.allow_tf32``
-(``follows="matmul"``). What a family does with that permission (plain TF32, or 3xTF32 for the GRU
-layer) is its own choice, stated in its launcher.
+The TF32 rule the launchers follow is launchers/tf32.py's.
 """
 
 from __future__ import annotations
@@ -28,22 +24,6 @@ import functools
 import inspect
 
 import torch
-
-from .. import backend
-
-FOLLOWS = ("cudnn", "matmul")
-
-
-def tf32_allowed(t: torch.Tensor, follows: str) -> bool:
-    """True when an fp32 matmul on ``t``'s device may use TF32 under the flag ``follows``
-    ("cudnn" for the GRU layer, "matmul" for the cell and attention): fp32, compiled for a GPU
-    (never under the interpreter, whose TF32 is plain fp32), and the flag set."""
-    if follows not in FOLLOWS:
-        raise ValueError(f"follows must be one of {FOLLOWS}, got {follows!r}")
-    if t.dtype != torch.float32 or not backend.on_gpu(t):
-        return False
-    flag = torch.backends.cudnn.allow_tf32 if follows == "cudnn" else torch.backends.cuda.matmul.allow_tf32
-    return bool(flag)
 
 
 def _map_tensors(fn, obj):

@@ -1,5 +1,10 @@
-"""ONNX export of fastgru.GRU and fastgru.LSTM: each layer becomes one standard ONNX ``GRU`` or
-``LSTM`` node.
+"""The ONNX export forms of fastgru.GRU and fastgru.LSTM: what a module runs while
+``torch.onnx.export`` traces it, each layer one standard ONNX ``GRU`` or ``LSTM`` node.
+
+They live in the functional layer, below nn, because the modules call them (``_export``) and a
+module may only call down; they read the module's attributes and parameters by nn's names
+(``weight_ih_l0``, ``bias_hh_l1_reverse``, ...) and import nothing above them. Converting weights
+to and from ONNX files (``fastgru.from_onnx`` / ``to_onnx``) is interop's, above nn.
 
 ``torch.onnx.export`` cannot see through fastgru's kernels (Triton launches, custom ops). While
 an export runs, ``fastgru.GRU._run`` hands its work to :func:`gru_onnx_forward`, and
@@ -47,7 +52,7 @@ Two exporters are covered:
 
 ``lengths`` values are not checked in the graph (they are unknown while tracing); onnxruntime
 itself rejects values outside [0, T]. Every other fastgru op takes its plain PyTorch path while
-exporting (fastgru.backend.backend_for), so GRUAttention exports whole.
+exporting (backend.backend_for), so GRUAttention exports whole.
 
 Outside an export :func:`gru_onnx_forward` and :func:`lstm_onnx_forward` must not run: the
 placeholders produced while tracing hold zeros, not the recurrence's result.
@@ -57,22 +62,47 @@ from __future__ import annotations
 
 import torch
 
-from .layer_weights import lstm_module_layer, module_layer
-from .lstm_onnx import onnx_lstm_tensors, refuse_projection
-from .onnx_weights import onnx_layer_tensors
-
 __all__ = ["gru_onnx_forward", "gru_onnx_weights", "lstm_onnx_forward", "lstm_onnx_weights", "GRU_ONNX_DTYPES"]
 
 # The dtypes ONNX's GRU and LSTM take (onnxruntime's CPU kernels run float32 only).
 GRU_ONNX_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
+# ONNX's gate blocks, each given as the index of fastgru's / nn's block it holds:
+# GRU (z, r, h) <- (r, z, n); LSTM (i, o, f, c) <- (i, f, g, o).
+_GRU_ORDER = (1, 0, 2)
+_LSTM_ORDER = (0, 3, 1, 2)
+
+
+def _onnx_order(w: torch.Tensor, order) -> torch.Tensor:
+    """``w``'s equal gate blocks along dim 0 rearranged so that block k is block ``order[k]``: a
+    gather, which the exporters fold into a ready initializer."""
+    h = w.shape[0] // len(order)
+    index = torch.tensor([b * h + j for b in order for j in range(h)], device=w.device)
+    return w.index_select(0, index)
+
+
+def _node_weights(module, layer: int, order):
+    """(W (D, GH, I), R (D, GH, H), B (D, 2GH) or None) of ``layer``: each direction's
+    weight_ih, weight_hh and [bias_ih, bias_hh], gate blocks in ONNX's ``order``, forward
+    direction first. Differentiable torch ops on the parameters (tracing records them)."""
+    suffixes = ("", "_reverse") if module.bidirectional else ("",)
+
+    def param(kind, sfx):
+        return _onnx_order(getattr(module, f"{kind}_l{layer}{sfx}"), order)
+
+    W = torch.stack([param("weight_ih", sfx) for sfx in suffixes])
+    R = torch.stack([param("weight_hh", sfx) for sfx in suffixes])
+    if not module.bias:
+        return W, R, None
+    return W, R, torch.stack([torch.cat([param("bias_ih", sfx), param("bias_hh", sfx)]) for sfx in suffixes])
+
+
 def gru_onnx_weights(module, layer: int):
     """ONNX GRU inputs (W (D, 3H, I), R (D, 3H, H), B (D, 6H) or None) for ``layer`` of a
     fastgru.GRU (or torch.nn.GRU): gate blocks in ONNX's (z, r, h) order, forward direction
     first. Differentiable torch ops on the parameters (tracing records them)."""
-    directions, _ = module_layer(module, layer, "ONNX export")
-    return onnx_layer_tensors(directions)
+    return _node_weights(module, layer, _GRU_ORDER)
 
 
 class _LegacyNode(torch.autograd.Function):
@@ -219,9 +249,7 @@ def lstm_onnx_weights(module, layer: int):
     """ONNX LSTM inputs (W (D, 4H, I), R (D, 4H, H), B (D, 8H) or None) for ``layer`` of a
     fastgru.LSTM (or torch.nn.LSTM) without projection: gate blocks in ONNX's (i, o, f, c)
     order, forward direction first. Differentiable torch ops on the parameters."""
-    directions, proj_size = lstm_module_layer(module, layer, "ONNX export")
-    refuse_projection(proj_size, "fastgru ONNX export")
-    return onnx_lstm_tensors(directions)
+    return _node_weights(module, layer, _LSTM_ORDER)
 
 
 def lstm_onnx_forward(module, input: torch.Tensor, hx, lengths: torch.Tensor | None = None):
