@@ -62,34 +62,23 @@ from __future__ import annotations
 
 import torch
 
+from .gate_order import lstm_to_onnx, swap_rz
+
 __all__ = ["gru_onnx_forward", "gru_onnx_weights", "lstm_onnx_forward", "lstm_onnx_weights", "GRU_ONNX_DTYPES"]
 
 # The dtypes ONNX's GRU and LSTM take (onnxruntime's CPU kernels run float32 only).
 GRU_ONNX_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
-# ONNX's gate blocks, each given as the index of fastgru's / nn's block it holds:
-# GRU (z, r, h) <- (r, z, n); LSTM (i, o, f, c) <- (i, f, g, o).
-_GRU_ORDER = (1, 0, 2)
-_LSTM_ORDER = (0, 3, 1, 2)
-
-
-def _onnx_order(w: torch.Tensor, order) -> torch.Tensor:
-    """``w``'s equal gate blocks along dim 0 rearranged so that block k is block ``order[k]``: a
-    gather, which the exporters fold into a ready initializer."""
-    h = w.shape[0] // len(order)
-    index = torch.tensor([b * h + j for b in order for j in range(h)], device=w.device)
-    return w.index_select(0, index)
-
-
-def _node_weights(module, layer: int, order):
+def _node_weights(module, layer: int, to_onnx):
     """(W (D, GH, I), R (D, GH, H), B (D, 2GH) or None) of ``layer``: each direction's
-    weight_ih, weight_hh and [bias_ih, bias_hh], gate blocks in ONNX's ``order``, forward
+    weight_ih, weight_hh and [bias_ih, bias_hh], gate blocks in ONNX's order (``to_onnx``: a gather,
+    which the exporters fold into a ready initializer), forward
     direction first. Differentiable torch ops on the parameters (tracing records them)."""
     suffixes = ("", "_reverse") if module.bidirectional else ("",)
 
     def param(kind, sfx):
-        return _onnx_order(getattr(module, f"{kind}_l{layer}{sfx}"), order)
+        return to_onnx(getattr(module, f"{kind}_l{layer}{sfx}"))
 
     W = torch.stack([param("weight_ih", sfx) for sfx in suffixes])
     R = torch.stack([param("weight_hh", sfx) for sfx in suffixes])
@@ -102,7 +91,7 @@ def gru_onnx_weights(module, layer: int):
     """ONNX GRU inputs (W (D, 3H, I), R (D, 3H, H), B (D, 6H) or None) for ``layer`` of a
     fastgru.GRU (or torch.nn.GRU): gate blocks in ONNX's (z, r, h) order, forward direction
     first. Differentiable torch ops on the parameters (tracing records them)."""
-    return _node_weights(module, layer, _GRU_ORDER)
+    return _node_weights(module, layer, swap_rz)
 
 
 class _LegacyNode(torch.autograd.Function):
@@ -249,7 +238,7 @@ def lstm_onnx_weights(module, layer: int):
     """ONNX LSTM inputs (W (D, 4H, I), R (D, 4H, H), B (D, 8H) or None) for ``layer`` of a
     fastgru.LSTM (or torch.nn.LSTM) without projection: gate blocks in ONNX's (i, o, f, c)
     order, forward direction first. Differentiable torch ops on the parameters."""
-    return _node_weights(module, layer, _LSTM_ORDER)
+    return _node_weights(module, layer, lstm_to_onnx)
 
 
 def lstm_onnx_forward(module, input: torch.Tensor, hx, lengths: torch.Tensor | None = None):

@@ -9,7 +9,7 @@ default and an LSTM's with ``cell="lstm"``; the ``to_*`` functions take the modu
 keeps nn.LSTM's order). See each module's docstring for the exact mapping.
 """
 
-from .gate_order import lstm_from_onnx, lstm_to_onnx, swap_rz
+from ..functional.gate_order import lstm_from_onnx, lstm_to_onnx, swap_rz
 from .keras import from_keras, from_keras_bidirectional, to_keras, to_keras_bidirectional
 from .onnx_weights import from_onnx, to_onnx
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import torch
 
-from .gate_order import swap_rz
+from ..functional.gate_order import swap_rz
 from .layer_weights import (as_tensor, build_gru, build_lstm, check_bool, family_of, is_lstm, keras_kernels,
                             lstm_module_layer, module_layer, to_numpy)
 from .lstm_keras import lstm_direction, lstm_hint, lstm_keras_arrays

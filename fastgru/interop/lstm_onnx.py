@@ -1,6 +1,7 @@
 """ONNX LSTM node tensors <-> fastgru.LSTM: the LSTM's half of ``from_onnx`` / ``to_onnx``
 (onnx_weights.py holds the public functions, which take this mapping for ``cell="lstm"`` and for
-LSTM modules) and the node's weights for the export (onnx_export.py).
+LSTM modules). The export form, which computes its node's weights itself, is
+functional/onnx_forms.py's.
 
 An ONNX ``LSTM`` node (opset 7 and later) takes, with D = num_directions (2 for
 "bidirectional", else 1) and gate blocks in the order **i, o, f, c** (fastgru / nn.LSTM:
@@ -35,7 +36,7 @@ import operator
 
 import torch
 
-from .gate_order import lstm_from_onnx, lstm_to_onnx
+from ..functional.gate_order import lstm_from_onnx, lstm_to_onnx
 from .layer_weights import as_tensor, lstm_module_layer, onnx_node, onnx_node_tensors
 
 

@@ -39,7 +39,7 @@ import operator
 
 import torch
 
-from .gate_order import swap_rz
+from ..functional.gate_order import swap_rz
 from .layer_weights import (as_tensor, build_gru, build_lstm, family_of, is_lstm, module_layer, onnx_node,
                             onnx_node_tensors)
 from .lstm_onnx import check_lstm_attributes, lstm_directions_from_onnx, lstm_onnx_node
