@@ -128,3 +128,20 @@ def test_deterministic_bitwise(strategy):
         runs.append([out, h, *grads])
     for a, b in zip(*runs):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("family", ["gru", "lstm"])
+def test_compile_with_lengths_on_pytorch_operators(family):
+    """The CPU path of ``lengths=`` runs PyTorch's operator on a PackedSequence it builds, and
+    Dynamo breaks the graph around packing: the PackedSequence it returns must be one Dynamo
+    can rebuild across the break (a NamedTuple ``_replace`` is not)."""
+    torch._dynamo.reset()
+    module = (fastgru.GRU if family == "gru" else fastgru.LSTM)(3, 4, batch_first=True)
+    x = torch.randn(4, 5, 3, requires_grad=True)
+    lengths = torch.tensor([5, 3, 4, 2])
+    with fastgru.backend.using("torch"):
+        out_c, _ = torch.compile(module, backend="eager")(x, lengths=lengths)
+        (g_c,) = torch.autograd.grad(out_c.square().sum(), x)
+        out_e, _ = module(x, lengths=lengths)
+        (g_e,) = torch.autograd.grad(out_e.square().sum(), x)
+    assert torch.equal(out_c, out_e) and torch.equal(g_c, g_e)

@@ -12,7 +12,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 
 def run_layers(input, states, weights, num_layers, bidirectional, batch_first, dropout, training, lengths, run_layer):
@@ -78,7 +78,9 @@ def pytorch_packed(op, packed, state, weights, num_layers, bidirectional, dropou
                                  bidirectional)
     if packed.unsorted_indices is not None:
         final = tuple(s.index_select(1, packed.unsorted_indices) for s in final)
-    return packed._replace(data=data), final
+    # A new PackedSequence, not packed._replace(data=...): Dynamo rebuilds a _replace'd one
+    # wrongly across a graph break (an IndexError in pad_packed_sequence under torch.compile).
+    return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), final
 
 
 def pytorch_padded(op, input, state, weights, num_layers, bidirectional, batch_first, dropout, training, lengths):
