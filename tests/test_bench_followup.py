@@ -55,7 +55,7 @@ def test_profile_case_refuses_without_cuda():
 
 
 def test_followup_dry_run_profiles_every_case_alone(tmp_path):
-    env = dict(os.environ, OUT=str(tmp_path), GPU_FOLLOWUP_DRY_RUN="1", PATH=os.environ["PATH"])
+    env = dict(os.environ, OUT=str(tmp_path), GPU_FOLLOWUP_DRY_RUN="1")
     done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_followup.sh")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
